@@ -16,7 +16,7 @@ pub mod settle;
 pub use event::{EventDraft, EventType};
 pub use id::{EventId, MerchantId, OrderId, PaymentId, RefundId, new_client_secret, new_order_number};
 pub use money::{AmountError, Currency, MajorAmount, Money};
-pub use order::{Order, OrderItem, OrderStatus};
+pub use order::{NewOrder, Order, OrderItem, OrderStatus};
 pub use payment::{Payment, PaymentStatus};
 pub use refund::{Refund, RefundStatus};
 

@@ -3,8 +3,60 @@
 //! store writes all of it in one transaction or none of it.
 
 use crate::event::EventDraft;
+use crate::event::EventType;
 use crate::payment::RefundRejected;
-use crate::{Money, Order, OrderStatus, Payment, Refund, Timestamp, TransitionError};
+use crate::{Currency, Money, Order, OrderStatus, Payment, Refund, Timestamp, TransitionError};
+
+/// Why a new payment attempt was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttemptRejected {
+    /// The order is paid, cancelled or expired.
+    #[error("the order is {0} and cannot take a new payment")]
+    OrderNotPayable(&'static str),
+    /// The currency is not the order's.
+    #[error("the payment currency {got} differs from the order currency {expected}")]
+    CurrencyMismatch {
+        /// The order's currency.
+        expected: Currency,
+        /// What the client sent.
+        got: Currency,
+    },
+    /// The amount is not the order's outstanding amount.
+    #[error("the payment amount must equal the order's outstanding amount, {expected} {currency}")]
+    AmountMismatch {
+        /// The outstanding amount in major units.
+        expected: String,
+        /// Its currency.
+        currency: Currency,
+    },
+}
+
+/// Checks that `order` can take the new attempt `payment` (pending, same currency, the full
+/// outstanding amount) and returns its `payment.created` event.
+pub fn new_attempt(order: &Order, payment: &Payment) -> Result<EventDraft, AttemptRejected> {
+    if !order.is_payable() {
+        return Err(AttemptRejected::OrderNotPayable(order.status.as_str()));
+    }
+    check_amount(order, payment.amount)?;
+    Ok(payment.event(EventType::PaymentCreated))
+}
+
+/// The amount/currency rule alone, so the server can refuse early without a transaction.
+pub fn check_amount(order: &Order, amount: Money) -> Result<(), AttemptRejected> {
+    if amount.currency() != order.amount.currency() {
+        return Err(AttemptRejected::CurrencyMismatch {
+            expected: order.amount.currency(),
+            got: amount.currency(),
+        });
+    }
+    if amount.minor() != order.amount.minor() {
+        return Err(AttemptRejected::AmountMismatch {
+            expected: order.amount.major_string(),
+            currency: order.amount.currency(),
+        });
+    }
+    Ok(())
+}
 
 /// The provider confirmed `payment`. The order becomes paid if it was still pending, other open
 /// attempts are cancelled, and a completion after another attempt already paid is marked

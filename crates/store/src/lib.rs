@@ -1,1 +1,281 @@
-//! placeholder
+//! The jinliu store: every SQL statement, the migrations, and the unit-of-work methods that
+//! change state.
+//!
+//! One code path serves SQLite, PostgreSQL and MySQL/MariaDB (SeaORM renders the dialect). Each
+//! state change is a *unit of work*: it loads what it needs inside a transaction, lets the domain
+//! decide, and writes the new state (compare-and-set on `version`), the event rows of the
+//! transactional outbox and the idempotency record together. Units of work are not run one
+//! transaction each: the [`writer`] groups whatever is queued into one transaction with a
+//! savepoint per unit, so many requests share one commit (one fsync) and a failing unit never
+//! rolls back another. Nothing outside this crate sees a transaction or a row type.
+
+mod convert;
+mod entity;
+mod error;
+mod idempotency;
+mod migrations;
+mod orders;
+mod payments;
+mod persist;
+mod refunds;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+
+pub use error::StoreError;
+pub use idempotency::{IdemRequest, IdempotencyRecord, StoredResponse};
+pub use orders::{OrderFilter, Page};
+pub use payments::PaymentChange;
+pub use writer::WriterStats;
+
+use jinliu_domain::MerchantId;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (WAL).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+impl Backend {
+    /// Picks the backend from a URL scheme.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Backend::MySql)
+        } else {
+            Err(StoreError::Config(
+                "database URL must start with sqlite://, postgres:// or mysql://".into(),
+            ))
+        }
+    }
+
+    /// Lower-case name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::MySql => "mysql",
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path?mode=rwc`, `postgres://…` or `mysql://…`.
+    pub url: String,
+    /// Most units of work per shared commit.
+    pub max_batch: usize,
+    /// Concurrent group-commit writers for PostgreSQL/MySQL (SQLite always has one: it allows
+    /// one writer at a time anyway).
+    pub writers: usize,
+    /// Connections for reads.
+    pub read_connections: u32,
+    /// SQLite `synchronous` level: `FULL` (durable, the default), `NORMAL` or `OFF`.
+    pub sqlite_synchronous: String,
+}
+
+impl StoreConfig {
+    /// Defaults for a URL.
+    pub fn new(url: impl Into<String>) -> StoreConfig {
+        StoreConfig {
+            url: url.into(),
+            max_batch: 256,
+            writers: 4,
+            read_connections: 8,
+            sqlite_synchronous: "FULL".into(),
+        }
+    }
+}
+
+/// Who is asking: every read and write is confined to one merchant and one mode, so a handler
+/// cannot forget to scope a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The merchant.
+    pub merchant_id: MerchantId,
+    /// Live (`true`) or test objects.
+    pub livemode: bool,
+}
+
+/// The store handle: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    read: DatabaseConnection,
+    writer: writer::Writer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects (creating the SQLite file if needed). Does not migrate: call [`Store::migrate`].
+    pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        let backend = Backend::from_url(&config.url)?;
+        let (read, write, writers) = match backend {
+            Backend::Sqlite => {
+                let sync = config.sqlite_synchronous.clone();
+                let read = Database::connect(sqlite_options(&config.url, config.read_connections, &sync)).await?;
+                let write = Database::connect(sqlite_options(&config.url, 1, &sync)).await?;
+                (read, write, 1)
+            }
+            Backend::Postgres | Backend::MySql => {
+                let mut opts = ConnectOptions::new(config.url.clone());
+                opts.max_connections(config.read_connections + config.writers as u32)
+                    .min_connections(1)
+                    .connect_timeout(Duration::from_secs(5))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .sqlx_logging(false);
+                let db = Database::connect(opts).await?;
+                (db.clone(), db, config.writers.max(1))
+            }
+        };
+        let writer = writer::Writer::start(write, backend, writers, config.max_batch.max(1));
+        Ok(Store {
+            inner: Arc::new(Inner { backend, read, writer }),
+        })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrations::Migrator::up(&self.inner.read, None).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers (for `/ready`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.read.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// How the group-commit writer has been batching (for the benchmark report).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    pub(crate) fn read(&self) -> &DatabaseConnection {
+        &self.inner.read
+    }
+
+    pub(crate) fn writer(&self) -> &writer::Writer {
+        &self.inner.writer
+    }
+
+    /// The raw connection, for the benchmark's baseline (plain inserts, one transaction each)
+    /// and test fixtures. Not for application code: all application SQL lives in this crate.
+    pub fn raw_connection(&self) -> &DatabaseConnection {
+        &self.inner.read
+    }
+}
+
+fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    let sync = synchronous.to_owned();
+    opts.max_connections(connections)
+        .min_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            let level = match sync.to_ascii_uppercase().as_str() {
+                "OFF" => SqliteSynchronous::Off,
+                "NORMAL" => SqliteSynchronous::Normal,
+                "EXTRA" => SqliteSynchronous::Extra,
+                _ => SqliteSynchronous::Full,
+            };
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(level)
+                .busy_timeout(Duration::from_secs(10))
+                .create_if_missing(true)
+                .foreign_keys(true)
+        });
+    opts
+}
+
+/// Row counts per table, for tests that prove a refused request wrote nothing, and for ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableCounts {
+    /// `orders`
+    pub orders: u64,
+    /// `payments`
+    pub payments: u64,
+    /// `refunds`
+    pub refunds: u64,
+    /// `events`
+    pub events: u64,
+    /// `idempotency_keys`
+    pub idempotency_keys: u64,
+}
+
+/// An outbox row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// `evt_…`
+    pub id: String,
+    /// `payment.completed`, …
+    pub event_type: String,
+    /// The object's version after the transition.
+    pub object_version: i64,
+    /// The rendered payload.
+    pub payload: String,
+}
+
+impl Store {
+    /// Counts rows in every table.
+    pub async fn table_counts(&self) -> Result<TableCounts, StoreError> {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        let db = self.read();
+        Ok(TableCounts {
+            orders: entity::orders::Entity::find().count(db).await?,
+            payments: entity::payments::Entity::find().count(db).await?,
+            refunds: entity::refunds::Entity::find().count(db).await?,
+            events: entity::events::Entity::find().count(db).await?,
+            idempotency_keys: entity::idempotency::Entity::find().count(db).await?,
+        })
+    }
+
+    /// The outbox rows of one object, oldest first.
+    pub async fn events_for_object(&self, object_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        use entity::events;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        Ok(events::Entity::find()
+            .filter(events::Column::ObjectId.eq(object_id))
+            .order_by_asc(events::Column::Id)
+            .all(self.read())
+            .await?
+            .into_iter()
+            .map(|r| StoredEvent {
+                id: r.id,
+                event_type: r.event_type,
+                object_version: r.object_version,
+                payload: r.payload,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,8 @@
+//! SeaORM entities: the store's row types, one module per table. They never leave the store;
+//! `convert` turns them into domain types.
+
+pub mod events;
+pub mod idempotency;
+pub mod orders;
+pub mod payments;
+pub mod refunds;

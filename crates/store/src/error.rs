@@ -1,0 +1,97 @@
+//! The store's one error type. Business refusals (an unknown id, a transition the state machine
+//! forbids, a refund above what is left) are separate variants from database failures, so the
+//! server can answer 4xx for the former and a bare 5xx for the latter.
+
+use std::sync::Arc;
+
+use jinliu_domain::TransitionError;
+use jinliu_domain::payment::RefundRejected;
+use jinliu_domain::settle::AttemptRejected;
+
+/// Everything a store call can fail with. Cloneable because one commit failure is reported to
+/// every unit of work that shared the commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist in the caller's scope.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The state machine refused the transition.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// A new payment attempt was refused.
+    #[error(transparent)]
+    Attempt(#[from] AttemptRejected),
+    /// A refund was refused.
+    #[error(transparent)]
+    Refund(#[from] RefundRejected),
+    /// Another writer changed the row first (version mismatch, deadlock, serialization failure).
+    /// Units of work retry this themselves; it only escapes after several tries.
+    #[error("the object was changed concurrently; retry")]
+    Conflict,
+    /// Another request with the same idempotency key committed first.
+    #[error("another request with this idempotency key finished first")]
+    IdempotencyRace,
+    /// A stored value could not be read back (a bug or manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Bad store configuration.
+    #[error("store configuration: {0}")]
+    Config(String),
+    /// The writer has shut down.
+    #[error("the store is shutting down")]
+    Closed,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(Arc<sea_orm::DbErr>),
+}
+
+impl StoreError {
+    /// Worth running the unit of work again in a fresh savepoint.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Conflict)
+    }
+
+    /// A refusal the client caused (stored with the idempotency key), as opposed to an
+    /// infrastructure failure (not stored, so a retry can succeed).
+    pub fn is_business(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotFound(_) | StoreError::Transition(_) | StoreError::Attempt(_) | StoreError::Refund(_)
+        )
+    }
+}
+
+impl From<sea_orm::DbErr> for StoreError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        if is_concurrency_failure(&e) {
+            StoreError::Conflict
+        } else {
+            StoreError::Database(Arc::new(e))
+        }
+    }
+}
+
+/// Deadlocks, serialization failures and lock timeouts: the database asks us to try again.
+fn is_concurrency_failure(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner))) = e else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = inner.as_ref() else {
+        return false;
+    };
+    match db.code().as_deref() {
+        // PostgreSQL: serialization_failure, deadlock_detected, lock_not_available.
+        Some("40001" | "40P01" | "55P03") => true,
+        // MySQL/MariaDB report SQLSTATE 40001 for deadlocks and HY000 for lock wait timeout 1205.
+        Some("HY000") => db.message().contains("Lock wait timeout"),
+        // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6).
+        Some("5" | "6" | "517") => true,
+        _ => false,
+    }
+}
+
+/// Whether a database error is a unique-key violation.
+pub(crate) fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

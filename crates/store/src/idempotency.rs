@@ -1,0 +1,195 @@
+//! Idempotency records: the first answer to a POST with an `Idempotency-Key`, kept 24 hours per
+//! caller and key, written in the same transaction as the state change it answers.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
+};
+
+use sea_orm::sea_query::ExprTrait;
+
+use crate::entity::idempotency as row;
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError};
+
+/// How long a key is remembered.
+pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// An HTTP answer as stored: status and JSON body. Never holds a secret (the server renders a
+/// replay-safe body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+/// Renders the answer to keep for an outcome; `None` means "do not keep" (e.g. a 5xx, which
+/// the client should be able to retry).
+pub type Render<T> = Box<dyn FnOnce(Result<&T, &StoreError>) -> Option<StoredResponse> + Send + Sync>;
+
+/// What a unit of work must record about its idempotency key.
+pub struct IdemRequest<T> {
+    /// The caller (merchant and mode today; the API key or user later).
+    pub scope: String,
+    /// The client's `Idempotency-Key`.
+    pub key: String,
+    /// Hash of method, path and body: the same key with another request is refused.
+    pub request_hash: String,
+    /// `true`: this unit's success is the final answer. `false`: the request continues after
+    /// this unit (a refund waiting for its provider), so the key is only marked in flight.
+    pub finish: bool,
+    /// Now, unix milliseconds.
+    pub now_ms: i64,
+    /// Turns the outcome into the stored answer.
+    pub render: Render<T>,
+}
+
+/// What is known about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyRecord {
+    /// A request with this key is still running.
+    InFlight {
+        /// Its request hash.
+        request_hash: String,
+    },
+    /// The request finished with this answer.
+    Complete {
+        /// Its request hash.
+        request_hash: String,
+        /// The answer to replay.
+        response: StoredResponse,
+    },
+}
+
+const IN_FLIGHT: &str = "in_flight";
+const COMPLETE: &str = "complete";
+
+pub(crate) async fn record_success<T>(
+    conn: &DatabaseTransaction,
+    idem: IdemRequest<T>,
+    value: &T,
+) -> Result<(), StoreError> {
+    if !idem.finish {
+        return write(conn, &idem.scope, &idem.key, &idem.request_hash, idem.now_ms, None).await;
+    }
+    let IdemRequest {
+        scope,
+        key,
+        request_hash,
+        now_ms,
+        render,
+        ..
+    } = idem;
+    match render(Ok(value)) {
+        Some(resp) => write(conn, &scope, &key, &request_hash, now_ms, Some(resp)).await,
+        None => Ok(()),
+    }
+}
+
+pub(crate) async fn record_failure<T>(
+    txn: &DatabaseTransaction,
+    idem: IdemRequest<T>,
+    err: &StoreError,
+) -> Result<(), StoreError> {
+    if !err.is_business() {
+        return Ok(());
+    }
+    let IdemRequest {
+        scope,
+        key,
+        request_hash,
+        now_ms,
+        render,
+        ..
+    } = idem;
+    let Some(resp) = render(Err(err)) else { return Ok(()) };
+    // Its own savepoint: on PostgreSQL a failed statement would otherwise poison the whole
+    // shared transaction.
+    let sp = txn.begin().await?;
+    match write(&sp, &scope, &key, &request_hash, now_ms, Some(resp)).await {
+        Ok(()) => Ok(sp.commit().await?),
+        Err(e) => {
+            let _ = sp.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn write<C: ConnectionTrait>(
+    conn: &C,
+    scope: &str,
+    key: &str,
+    request_hash: &str,
+    now_ms: i64,
+    response: Option<StoredResponse>,
+) -> Result<(), StoreError> {
+    // Make room: an expired record, or this same request's own in-flight marker.
+    row::Entity::delete_many()
+        .filter(row::Column::Scope.eq(scope))
+        .filter(row::Column::IdemKey.eq(key))
+        .filter(
+            row::Column::ExpiresAt.lt(now_ms).or(row::Column::State
+                .eq(IN_FLIGHT)
+                .and(row::Column::RequestHash.eq(request_hash))),
+        )
+        .exec(conn)
+        .await?;
+    let (state, status, body) = match response {
+        Some(r) => (COMPLETE, i32::from(r.status), Some(r.body)),
+        None => (IN_FLIGHT, 0, None),
+    };
+    let model = row::ActiveModel {
+        scope: Set(scope.to_owned()),
+        idem_key: Set(key.to_owned()),
+        request_hash: Set(request_hash.to_owned()),
+        state: Set(state.to_owned()),
+        status_code: Set(status),
+        body: Set(body),
+        created_at: Set(now_ms),
+        expires_at: Set(now_ms + RETENTION_MS),
+    };
+    match row::Entity::insert(model).exec_without_returning(conn).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::IdempotencyRace),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Store {
+    /// The record for `scope` + `key`, unless it has expired.
+    pub async fn idempotency_lookup(
+        &self,
+        scope: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let found = row::Entity::find()
+            .filter(row::Column::Scope.eq(scope))
+            .filter(row::Column::IdemKey.eq(key))
+            .filter(row::Column::ExpiresAt.gte(now_ms))
+            .one(self.read())
+            .await?;
+        Ok(found.map(|r| match (r.state.as_str(), r.body) {
+            (COMPLETE, Some(body)) => IdempotencyRecord::Complete {
+                request_hash: r.request_hash,
+                response: StoredResponse {
+                    status: u16::try_from(r.status_code).unwrap_or(500),
+                    body,
+                },
+            },
+            _ => IdempotencyRecord::InFlight {
+                request_hash: r.request_hash,
+            },
+        }))
+    }
+
+    /// Deletes records past their retention; returns how many.
+    pub async fn purge_expired_idempotency_keys(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let res = row::Entity::delete_many()
+            .filter(row::Column::ExpiresAt.lt(now_ms))
+            .exec(self.read())
+            .await?;
+        Ok(res.rows_affected)
+    }
+}

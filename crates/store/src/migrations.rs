@@ -1,0 +1,363 @@
+//! Embedded schema migrations, applied by `jinliu serve` at start and by `jinliu migrate`.
+//!
+//! Migrations are written out column by column (not derived from the entities) so that an old
+//! migration never changes when an entity does. One definition serves SQLite, PostgreSQL and
+//! MySQL: sea-query renders the dialect.
+
+use sea_orm_migration::prelude::*;
+
+/// The migrator holding every migration in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001Initial)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "jinliu_migrations".into_iden()
+    }
+}
+
+struct M0001Initial;
+
+impl MigrationName for M0001Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Orders {
+    Table,
+    Id,
+    MerchantId,
+    Livemode,
+    OrderNumber,
+    Description,
+    AmountMinor,
+    Currency,
+    Items,
+    CustomerEmail,
+    CustomerPhone,
+    Metadata,
+    Status,
+    PaidBy,
+    RefundedMinor,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Payments {
+    Table,
+    Id,
+    MerchantId,
+    Livemode,
+    OrderId,
+    Provider,
+    ProviderAccount,
+    Method,
+    AmountMinor,
+    Currency,
+    Status,
+    ProviderReference,
+    PaymentToken,
+    QrCodeData,
+    ClientSecret,
+    SuccessUrl,
+    FailureUrl,
+    Description,
+    CustomerEmail,
+    CustomerPhone,
+    Metadata,
+    RefundedMinor,
+    RefundPendingMinor,
+    LateSuccess,
+    Duplicate,
+    Version,
+    ExpiresAt,
+    CompletedAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Refunds {
+    Table,
+    Id,
+    MerchantId,
+    Livemode,
+    PaymentId,
+    AmountMinor,
+    Currency,
+    Status,
+    Reason,
+    ProviderReference,
+    FailureReason,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Events {
+    Table,
+    Id,
+    MerchantId,
+    Livemode,
+    EventType,
+    ObjectId,
+    ObjectVersion,
+    Payload,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    Scope,
+    IdemKey,
+    RequestHash,
+    State,
+    StatusCode,
+    Body,
+    CreatedAt,
+    ExpiresAt,
+}
+
+/// Column helpers: ids are short ASCII, so VARCHAR with a length MySQL can index.
+fn id_col<T: IntoIden>(c: T) -> ColumnDef {
+    ColumnDef::new(c).string_len(64).not_null().take()
+}
+fn text_null<T: IntoIden>(c: T) -> ColumnDef {
+    ColumnDef::new(c).text().null().take()
+}
+fn str_null<T: IntoIden>(c: T, len: u32) -> ColumnDef {
+    ColumnDef::new(c).string_len(len).null().take()
+}
+fn str_col<T: IntoIden>(c: T, len: u32) -> ColumnDef {
+    ColumnDef::new(c).string_len(len).not_null().take()
+}
+fn int_col<T: IntoIden>(c: T) -> ColumnDef {
+    ColumnDef::new(c).big_integer().not_null().take()
+}
+fn bool_col<T: IntoIden>(c: T) -> ColumnDef {
+    ColumnDef::new(c).boolean().not_null().take()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001Initial {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Orders::Table)
+                .col(id_col(Orders::Id).primary_key())
+                .col(id_col(Orders::MerchantId))
+                .col(bool_col(Orders::Livemode))
+                .col(str_col(Orders::OrderNumber, 32))
+                .col(text_null(Orders::Description))
+                .col(int_col(Orders::AmountMinor))
+                .col(str_col(Orders::Currency, 3))
+                .col(text_null(Orders::Items))
+                .col(str_null(Orders::CustomerEmail, 320))
+                .col(str_null(Orders::CustomerPhone, 64))
+                .col(text_null(Orders::Metadata))
+                .col(str_col(Orders::Status, 32))
+                .col(str_null(Orders::PaidBy, 64))
+                .col(int_col(Orders::RefundedMinor))
+                .col(int_col(Orders::Version))
+                .col(int_col(Orders::CreatedAt))
+                .col(int_col(Orders::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("orders_order_number")
+                .table(Orders::Table)
+                .col(Orders::OrderNumber)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("orders_merchant_status_created")
+                .table(Orders::Table)
+                .col(Orders::MerchantId)
+                .col(Orders::Status)
+                .col(Orders::CreatedAt)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("orders_merchant_created")
+                .table(Orders::Table)
+                .col(Orders::MerchantId)
+                .col(Orders::CreatedAt)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Payments::Table)
+                .col(id_col(Payments::Id).primary_key())
+                .col(id_col(Payments::MerchantId))
+                .col(bool_col(Payments::Livemode))
+                .col(id_col(Payments::OrderId))
+                .col(str_col(Payments::Provider, 32))
+                .col(str_col(Payments::ProviderAccount, 64))
+                .col(str_col(Payments::Method, 32))
+                .col(int_col(Payments::AmountMinor))
+                .col(str_col(Payments::Currency, 3))
+                .col(str_col(Payments::Status, 32))
+                .col(str_null(Payments::ProviderReference, 128))
+                .col(str_null(Payments::PaymentToken, 128))
+                .col(text_null(Payments::QrCodeData))
+                .col(str_col(Payments::ClientSecret, 160))
+                .col(text_null(Payments::SuccessUrl))
+                .col(text_null(Payments::FailureUrl))
+                .col(text_null(Payments::Description))
+                .col(str_null(Payments::CustomerEmail, 320))
+                .col(str_null(Payments::CustomerPhone, 64))
+                .col(text_null(Payments::Metadata))
+                .col(int_col(Payments::RefundedMinor))
+                .col(int_col(Payments::RefundPendingMinor))
+                .col(bool_col(Payments::LateSuccess))
+                .col(bool_col(Payments::Duplicate))
+                .col(int_col(Payments::Version))
+                .col(int_col(Payments::ExpiresAt))
+                .col(ColumnDef::new(Payments::CompletedAt).big_integer().null())
+                .col(int_col(Payments::CreatedAt))
+                .col(int_col(Payments::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("payments_merchant_status_created")
+                .table(Payments::Table)
+                .col(Payments::MerchantId)
+                .col(Payments::Status)
+                .col(Payments::CreatedAt)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("payments_order")
+                .table(Payments::Table)
+                .col(Payments::OrderId)
+                .to_owned(),
+        )
+        .await?;
+        // A provider's reference names one payment per provider account: notifications are
+        // matched through it, so two rows with the same reference would be ambiguous money.
+        m.create_index(
+            Index::create()
+                .name("payments_provider_reference")
+                .table(Payments::Table)
+                .col(Payments::Provider)
+                .col(Payments::ProviderAccount)
+                .col(Payments::ProviderReference)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Refunds::Table)
+                .col(id_col(Refunds::Id).primary_key())
+                .col(id_col(Refunds::MerchantId))
+                .col(bool_col(Refunds::Livemode))
+                .col(id_col(Refunds::PaymentId))
+                .col(int_col(Refunds::AmountMinor))
+                .col(str_col(Refunds::Currency, 3))
+                .col(str_col(Refunds::Status, 32))
+                .col(text_null(Refunds::Reason))
+                .col(str_null(Refunds::ProviderReference, 128))
+                .col(text_null(Refunds::FailureReason))
+                .col(int_col(Refunds::Version))
+                .col(int_col(Refunds::CreatedAt))
+                .col(int_col(Refunds::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("refunds_payment")
+                .table(Refunds::Table)
+                .col(Refunds::PaymentId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("refunds_merchant_status_created")
+                .table(Refunds::Table)
+                .col(Refunds::MerchantId)
+                .col(Refunds::Status)
+                .col(Refunds::CreatedAt)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Events::Table)
+                .col(id_col(Events::Id).primary_key())
+                .col(id_col(Events::MerchantId))
+                .col(bool_col(Events::Livemode))
+                .col(str_col(Events::EventType, 64))
+                .col(id_col(Events::ObjectId))
+                .col(int_col(Events::ObjectVersion))
+                .col(ColumnDef::new(Events::Payload).text().not_null())
+                .col(int_col(Events::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("events_object")
+                .table(Events::Table)
+                .col(Events::ObjectId)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(IdempotencyKeys::Table)
+                .col(str_col(IdempotencyKeys::Scope, 64))
+                .col(str_col(IdempotencyKeys::IdemKey, 255))
+                .col(str_col(IdempotencyKeys::RequestHash, 64))
+                .col(str_col(IdempotencyKeys::State, 16))
+                .col(ColumnDef::new(IdempotencyKeys::StatusCode).integer().not_null())
+                .col(text_null(IdempotencyKeys::Body))
+                .col(int_col(IdempotencyKeys::CreatedAt))
+                .col(int_col(IdempotencyKeys::ExpiresAt))
+                .primary_key(
+                    Index::create()
+                        .col(IdempotencyKeys::Scope)
+                        .col(IdempotencyKeys::IdemKey),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idempotency_keys_expires")
+                .table(IdempotencyKeys::Table)
+                .col(IdempotencyKeys::ExpiresAt)
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! Payments: new attempts, provider-driven transitions, lookup.
+
+use jinliu_domain::settle::{complete_attempt, new_attempt};
+use jinliu_domain::{OrderId, Payment, PaymentId, Timestamp};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::convert::{payment_from_row, payment_to_row};
+use crate::entity::payments;
+use crate::error::is_unique_violation;
+use crate::idempotency::IdemRequest;
+use crate::orders::load_order;
+use crate::persist::{insert_events, update_order, update_payment};
+use crate::writer::work;
+use crate::{Scope, Store, StoreError};
+
+/// A transition of a payment, decided by a provider answer, a notification, the merchant or the
+/// clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentChange {
+    /// The customer started paying.
+    Processing,
+    /// The provider confirmed the money (pays the order, cancels sibling attempts).
+    Complete,
+    /// The provider declined.
+    Fail,
+    /// The payment window passed.
+    Expire,
+    /// The merchant (or the customer) gave up.
+    Cancel,
+}
+
+pub(crate) async fn load_payment<C: ConnectionTrait>(
+    conn: &C,
+    scope: Option<&Scope>,
+    id: &str,
+) -> Result<Payment, StoreError> {
+    let mut q = payments::Entity::find_by_id(id.to_owned());
+    if let Some(s) = scope {
+        q = q
+            .filter(payments::Column::MerchantId.eq(s.merchant_id.as_str()))
+            .filter(payments::Column::Livemode.eq(s.livemode));
+    }
+    let row = q.one(conn).await?.ok_or(StoreError::NotFound("payment"))?;
+    payment_from_row(row)
+}
+
+pub(crate) async fn load_attempts<C: ConnectionTrait>(conn: &C, order: &OrderId) -> Result<Vec<Payment>, StoreError> {
+    payments::Entity::find()
+        .filter(payments::Column::OrderId.eq(order.as_str()))
+        .order_by_asc(payments::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(payment_from_row)
+        .collect()
+}
+
+impl Store {
+    /// Records a new payment attempt that the provider has already accepted. The order must be
+    /// pending and the amount its outstanding amount; both are checked again here, inside the
+    /// transaction.
+    pub async fn create_payment(
+        &self,
+        scope: &Scope,
+        payment: Payment,
+        idem: Option<IdemRequest<Payment>>,
+    ) -> Result<Payment, StoreError> {
+        let scope = scope.clone();
+        let w = work(move |txn| {
+            let (scope, payment) = (scope.clone(), payment.clone());
+            Box::pin(async move {
+                let order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
+                let event = new_attempt(&order, &payment)?;
+                match payments::Entity::insert(payment_to_row(&payment))
+                    .exec_without_returning(txn)
+                    .await
+                {
+                    Ok(_) => {}
+                    // The provider handed out a reference it had already given another payment.
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::Corrupt("duplicate provider reference".into()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                insert_events(
+                    txn,
+                    &payment.merchant_id,
+                    payment.livemode,
+                    &[event],
+                    payment.created_at,
+                )
+                .await?;
+                Ok(payment)
+            })
+        });
+        self.writer().submit(w, idem).await
+    }
+
+    /// Applies `change` to a payment. With a scope the payment must belong to it (merchant
+    /// actions); without one the caller has already proven it speaks for the provider (a verified
+    /// notification). Completing an already captured payment is a no-op that returns it.
+    pub async fn change_payment(
+        &self,
+        scope: Option<&Scope>,
+        id: &PaymentId,
+        change: PaymentChange,
+        now: Timestamp,
+        idem: Option<IdemRequest<Payment>>,
+    ) -> Result<Payment, StoreError> {
+        let (scope, id) = (scope.cloned(), id.clone());
+        let w = work(move |txn| {
+            let (scope, id) = (scope.clone(), id.clone());
+            Box::pin(async move {
+                let mut payment = load_payment(txn, scope.as_ref(), id.as_str()).await?;
+                let payment_version = payment.version;
+                let mut events = Vec::new();
+                match change {
+                    PaymentChange::Complete => {
+                        let mut order = load_order(txn, None, payment.order_id.as_str()).await?;
+                        let order_version = order.version;
+                        let mut siblings: Vec<Payment> = load_attempts(txn, &order.id)
+                            .await?
+                            .into_iter()
+                            .filter(|p| p.id != payment.id)
+                            .collect();
+                        let sibling_versions: Vec<i64> = siblings.iter().map(|p| p.version).collect();
+                        events = complete_attempt(&mut order, &mut payment, &mut siblings, now)?;
+                        if order.version != order_version {
+                            update_order(txn, &order, order_version).await?;
+                        }
+                        for (p, v) in siblings.iter().zip(sibling_versions) {
+                            if p.version != v {
+                                update_payment(txn, p, v).await?;
+                            }
+                        }
+                    }
+                    PaymentChange::Processing => events.push(payment.mark_processing(now)?),
+                    PaymentChange::Fail => events.push(payment.fail(now)?),
+                    PaymentChange::Expire => events.push(payment.expire(now)?),
+                    PaymentChange::Cancel => events.push(payment.cancel(now)?),
+                }
+                if payment.version != payment_version {
+                    update_payment(txn, &payment, payment_version).await?;
+                }
+                insert_events(txn, &payment.merchant_id, payment.livemode, &events, now).await?;
+                Ok(payment)
+            })
+        });
+        self.writer().submit(w, idem).await
+    }
+
+    /// One payment in the caller's scope.
+    pub async fn payment(&self, scope: &Scope, id: &PaymentId) -> Result<Option<Payment>, StoreError> {
+        found(load_payment(self.read(), Some(scope), id.as_str()).await)
+    }
+
+    /// One payment whoever owns it: only for callers that proved a right to it another way (a
+    /// verified provider notification, the payment's client secret).
+    pub async fn payment_unscoped(&self, id: &PaymentId) -> Result<Option<Payment>, StoreError> {
+        found(load_payment(self.read(), None, id.as_str()).await)
+    }
+
+    /// The payment a provider knows as `reference` on `account`.
+    pub async fn payment_by_reference(
+        &self,
+        provider: &str,
+        account: &str,
+        reference: &str,
+    ) -> Result<Option<Payment>, StoreError> {
+        payments::Entity::find()
+            .filter(payments::Column::Provider.eq(provider))
+            .filter(payments::Column::ProviderAccount.eq(account))
+            .filter(payments::Column::ProviderReference.eq(reference))
+            .one(self.read())
+            .await?
+            .map(payment_from_row)
+            .transpose()
+    }
+
+    /// Every attempt of an order in the caller's scope, oldest first.
+    pub async fn payments_for_order(&self, scope: &Scope, order: &OrderId) -> Result<Vec<Payment>, StoreError> {
+        load_order(self.read(), Some(scope), order.as_str()).await?;
+        load_attempts(self.read(), order).await
+    }
+}
+
+pub(crate) fn found<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

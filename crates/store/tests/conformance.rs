@@ -1,0 +1,587 @@
+//! The store conformance suite: every case runs against SQLite, PostgreSQL and MySQL/MariaDB
+//! (see jinliu-testkit for how the servers are found and when they may be skipped).
+
+use std::future::Future;
+
+use chrono::{Duration, Utc};
+use jinliu_domain::{
+    Currency, MerchantId, Money, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus,
+    RefundStatus, Timestamp, new_client_secret,
+};
+use jinliu_store::{
+    IdemRequest, IdempotencyRecord, OrderFilter, PaymentChange, Scope, Store, StoreConfig, StoreError, StoredResponse,
+};
+use jinliu_testkit::{Engine, TestDb, engines};
+
+async fn run<F, Fut>(engine: Engine, case: F)
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if !engines().contains(&engine) {
+        eprintln!("{} not selected by JINLIU_TEST_DATABASES; skipped", engine.name());
+        return;
+    }
+    let db = TestDb::new(engine).await;
+    let store = open(&db.url).await;
+    store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    case(store, db.url.clone()).await;
+}
+
+async fn open(url: &str) -> Store {
+    Store::connect(&StoreConfig::new(url))
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(jinliu_testkit::Engine::Sqlite, super::$case).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(jinliu_testkit::Engine::Postgres, super::$case).await } )* }
+        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(jinliu_testkit::Engine::MySql, super::$case).await } )* }
+    };
+}
+
+conformance!(
+    migrations_can_run_twice,
+    an_order_is_stored_with_its_created_event,
+    a_payment_for_the_wrong_amount_writes_nothing,
+    completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit,
+    parallel_refunds_from_two_nodes_never_exceed_the_captured_amount,
+    a_refused_unit_in_a_shared_commit_does_not_roll_back_the_others,
+    idempotency_records_keep_answers_and_refusals_but_not_failures,
+    orders_list_newest_first_with_filters_pages_and_cursors,
+    another_merchants_objects_are_invisible,
+    a_refund_that_fails_at_the_provider_releases_its_reservation,
+);
+
+fn scope() -> Scope {
+    Scope {
+        merchant_id: MerchantId::parse("mer_0000000000000000000000000000000a").unwrap_or_else(|| panic!()),
+        livemode: false,
+    }
+}
+
+fn twd(major: i64) -> Money {
+    Money::from_minor(major * 100, Currency::Twd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn new_order(scope: &Scope, amount: Money) -> NewOrder {
+    NewOrder {
+        merchant_id: scope.merchant_id.clone(),
+        description: Some("tea".into()),
+        amount,
+        items: vec![],
+        customer_email: Some("a@example.com".into()),
+        customer_phone: None,
+        metadata: Some(r#"{"sku":"T1"}"#.into()),
+        livemode: scope.livemode,
+    }
+}
+
+fn attempt(order: &Order, amount: Money, now: Timestamp) -> Payment {
+    let id = PaymentId::generate();
+    Payment {
+        client_secret: new_client_secret(&id),
+        provider_reference: Some(format!("ref-{id}")),
+        id,
+        merchant_id: order.merchant_id.clone(),
+        order_id: order.id.clone(),
+        provider: "test".into(),
+        provider_account: String::new(),
+        method: "qr".into(),
+        amount,
+        status: PaymentStatus::Pending,
+        payment_token: Some("tok".into()),
+        qr_code_data: Some(r#"{"url":"http://127.0.0.1/pay"}"#.into()),
+        success_url: None,
+        failure_url: None,
+        description: None,
+        customer_email: None,
+        customer_phone: None,
+        metadata: None,
+        refunded_minor: 0,
+        refund_pending_minor: 0,
+        late_success: false,
+        duplicate: false,
+        livemode: order.livemode,
+        version: 1,
+        expires_at: now + Duration::minutes(15),
+        completed_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// An order with one completed payment of `major` TWD.
+async fn paid_order(store: &Store, major: i64) -> (Order, Payment) {
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(major)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .create_payment(&s, attempt(&order, twd(major), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .change_payment(None, &p.id, PaymentChange::Complete, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (order, p)
+}
+
+async fn migrations_can_run_twice(store: Store, _url: String) {
+    store.migrate().await.unwrap_or_else(|e| panic!("second migrate: {e}"));
+    store.ping().await.unwrap_or_else(|e| panic!("ping: {e}"));
+}
+
+async fn an_order_is_stored_with_its_created_event(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let created = store
+        .create_order(new_order(&s, twd(100)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = store
+        .order(&s, &created.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(read.order_number, created.order_number);
+    assert_eq!(read.amount, twd(100));
+    assert_eq!(read.metadata.as_deref(), Some(r#"{"sku":"T1"}"#));
+    assert_eq!(read.created_at.timestamp_millis(), now.timestamp_millis());
+    let events = store
+        .events_for_object(created.id.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "order.created");
+    assert!(
+        events[0].payload.contains(r#""amount":100.00"#),
+        "{}",
+        events[0].payload
+    );
+    assert!(
+        !events[0].payload.contains("a@example.com"),
+        "events never carry personal data"
+    );
+}
+
+async fn a_payment_for_the_wrong_amount_writes_nothing(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(100)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    let err = store
+        .create_payment(&s, attempt(&order, twd(99), now), None)
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::Attempt(_))), "{err:?}");
+    assert_eq!(store.table_counts().await.unwrap_or_else(|e| panic!("{e}")), before);
+}
+
+async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(50)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = store
+        .create_payment(&s, attempt(&order, twd(50), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = store
+        .create_payment(&s, attempt(&order, twd(50), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = store
+        .change_payment(None, &a.id, PaymentChange::Complete, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((a.status, a.version), (PaymentStatus::Completed, 2));
+    let order = store
+        .order(&s, &order.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("order"));
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(order.paid_by.as_ref(), Some(&a.id));
+    let b_now = store
+        .payment(&s, &b.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("b"));
+    assert_eq!(b_now.status, PaymentStatus::Cancelled);
+    // The customer paid the cancelled attempt anyway: real money, kept and flagged.
+    let b_late = store
+        .change_payment(None, &b.id, PaymentChange::Complete, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(b_late.late_success && b_late.duplicate);
+    // A repeated confirmation changes nothing.
+    let again = store
+        .change_payment(None, &a.id, PaymentChange::Complete, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.version, 2);
+    let kinds: Vec<String> = store
+        .events_for_object(b.id.as_str())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(kinds, ["payment.created", "payment.cancelled", "payment.completed"]);
+}
+
+async fn parallel_refunds_from_two_nodes_never_exceed_the_captured_amount(store: Store, url: String) {
+    let s = scope();
+    let (_, p) = paid_order(&store, 100).await;
+    // A second store on the same database is a second jinliu node with its own writer.
+    let node_b = open(&url).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let node = if i % 2 == 0 { store.clone() } else { node_b.clone() };
+        let (s, id) = (s.clone(), p.id.clone());
+        tasks.push(tokio::spawn(async move {
+            node.start_refund(&s, &id, Some(6_000), None, Utc::now(), None).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("join: {e}")) {
+            Ok(_) => ok += 1,
+            Err(StoreError::Refund(_)) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one 60 TWD refund fits in 100 TWD");
+    let p = store
+        .payment(&s, &p.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("payment"));
+    assert_eq!(p.refund_pending_minor, 6_000);
+    assert_eq!(store.refunds_for_payment(&s, &p.id).await.unwrap_or_default().len(), 1);
+}
+
+async fn a_refused_unit_in_a_shared_commit_does_not_roll_back_the_others(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(10)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (store, s, order) = (store.clone(), s.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                store
+                    .create_order(new_order(&s, twd(1 + i)), now, None)
+                    .await
+                    .map(|_| ())
+            } else {
+                store
+                    .create_payment(&s, attempt(&order, twd(11), now), None)
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    let mut created = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap_or_else(|e| panic!("join: {e}"));
+        if i % 2 == 0 {
+            assert!(r.is_ok(), "{r:?}");
+            created += 1;
+        } else {
+            assert!(matches!(r, Err(StoreError::Attempt(_))), "{r:?}");
+        }
+    }
+    let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counts.orders, created + 1);
+    assert_eq!(counts.payments, 0);
+    let stats = store.writer_stats();
+    assert!(stats.units >= 41, "{stats:?}");
+}
+
+fn idem<T: 'static>(key: &str, hash: &str, finish: bool) -> IdemRequest<T> {
+    IdemRequest {
+        scope: "mer_test".into(),
+        key: key.into(),
+        request_hash: hash.into(),
+        finish,
+        now_ms: Utc::now().timestamp_millis(),
+        render: Box::new(|r: Result<&T, &StoreError>| match r {
+            Ok(_) => Some(StoredResponse {
+                status: 201,
+                body: "{\"ok\":true}".into(),
+            }),
+            Err(e) if e.is_business() => Some(StoredResponse {
+                status: 422,
+                body: "{\"ok\":false}".into(),
+            }),
+            Err(_) => None,
+        }),
+    }
+}
+
+async fn idempotency_records_keep_answers_and_refusals_but_not_failures(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    store
+        .create_order(new_order(&s, twd(5)), now, Some(idem("k1", "h1", true)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rec = store
+        .idempotency_lookup("mer_test", "k1", now_ms)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rec,
+        Some(IdempotencyRecord::Complete {
+            request_hash: "h1".into(),
+            response: StoredResponse {
+                status: 201,
+                body: "{\"ok\":true}".into()
+            }
+        })
+    );
+    // A second unit with the same key loses the race and writes nothing.
+    let before = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    let err = store
+        .create_order(new_order(&s, twd(5)), now, Some(idem("k1", "h1", true)))
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::IdempotencyRace)), "{err:?}");
+    assert_eq!(store.table_counts().await.unwrap_or_else(|e| panic!("{e}")), before);
+
+    // A refusal is kept with its key.
+    let order = store
+        .create_order(new_order(&s, twd(5)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = store
+        .create_payment(&s, attempt(&order, twd(6), now), Some(idem("k2", "h2", true)))
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::Attempt(_))));
+    let rec = store
+        .idempotency_lookup("mer_test", "k2", now_ms)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(
+            rec,
+            Some(IdempotencyRecord::Complete {
+                response: StoredResponse { status: 422, .. },
+                ..
+            })
+        ),
+        "{rec:?}"
+    );
+
+    // A multi-step request is in flight until its last unit finishes it.
+    let (_, p) = paid_order(&store, 10).await;
+    let (refund, _) = store
+        .start_refund(&s, &p.id, None, None, now, Some(idem("k3", "h3", false)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rec = store
+        .idempotency_lookup("mer_test", "k3", now_ms)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rec,
+        Some(IdempotencyRecord::InFlight {
+            request_hash: "h3".into()
+        })
+    );
+    store
+        .settle_refund(&refund.id, Ok(None), now, Some(idem("k3", "h3", true)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rec = store
+        .idempotency_lookup("mer_test", "k3", now_ms)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(rec, Some(IdempotencyRecord::Complete { .. })), "{rec:?}");
+
+    // Expired records are invisible and purged.
+    let later = now_ms + 25 * 3600 * 1000;
+    assert_eq!(
+        store
+            .idempotency_lookup("mer_test", "k1", later)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+    assert_eq!(
+        store
+            .purge_expired_idempotency_keys(later)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        3
+    );
+}
+
+async fn orders_list_newest_first_with_filters_pages_and_cursors(store: Store, _url: String) {
+    let s = scope();
+    let base = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let o = store
+            .create_order(new_order(&s, twd(i + 1)), base + Duration::seconds(i), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ids.push(o.id);
+    }
+    store
+        .cancel_order(&s, &ids[0], base, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page = |page, limit| OrderFilter {
+        page,
+        limit,
+        ..OrderFilter::default()
+    };
+    let p1 = store
+        .list_orders(&s, &page(1, 3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p1.total, p1.has_more, p1.items.len()), (7, true, 3));
+    assert_eq!(p1.items[0].id, ids[6], "newest first");
+    let p3 = store
+        .list_orders(&s, &page(3, 3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p3.items.len(), p3.has_more), (1, false));
+    let after = OrderFilter {
+        starting_after: Some(ids[2].clone()),
+        limit: 10,
+        ..OrderFilter::default()
+    };
+    let rest: Vec<OrderId> = store
+        .list_orders(&s, &after)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(rest, vec![ids[1].clone(), ids[0].clone()]);
+    let cancelled = OrderFilter {
+        status: Some(OrderStatus::Cancelled),
+        limit: 10,
+        ..OrderFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_orders(&s, &cancelled)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .total,
+        1
+    );
+    let window = OrderFilter {
+        from_ms: Some((base + Duration::seconds(2)).timestamp_millis()),
+        to_ms: Some((base + Duration::seconds(4)).timestamp_millis()),
+        limit: 10,
+        ..OrderFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_orders(&s, &window)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .total,
+        2
+    );
+}
+
+async fn another_merchants_objects_are_invisible(store: Store, _url: String) {
+    let (order, p) = paid_order(&store, 10).await;
+    let other = Scope {
+        merchant_id: MerchantId::generate(),
+        livemode: false,
+    };
+    assert_eq!(store.order(&other, &order.id).await.ok().flatten(), None);
+    assert_eq!(store.payment(&other, &p.id).await.ok().flatten(), None);
+    let live = Scope {
+        livemode: true,
+        ..scope()
+    };
+    assert_eq!(
+        store.payment(&live, &p.id).await.ok().flatten(),
+        None,
+        "test objects are invisible to live mode"
+    );
+    let err = store
+        .start_refund(&other, &p.id, None, None, Utc::now(), None)
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::NotFound("payment"))), "{err:?}");
+    assert!(matches!(
+        store.refunds_for_payment(&other, &p.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn a_refund_that_fails_at_the_provider_releases_its_reservation(store: Store, _url: String) {
+    let s = scope();
+    let (order, p) = paid_order(&store, 100).await;
+    let now = Utc::now();
+    let (r1, _) = store
+        .start_refund(&s, &p.id, Some(4_000), None, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r1 = store
+        .settle_refund(&r1.id, Err("declined".into()), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r1.status, RefundStatus::Failed);
+    let (r2, _) = store
+        .start_refund(&s, &p.id, None, Some("all".into()), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r2.amount.minor(),
+        10_000,
+        "the failed refund's reservation was released"
+    );
+    store
+        .settle_refund(&r2.id, Ok(Some("prov-re-1".into())), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .payment(&s, &p.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("payment"));
+    assert_eq!(
+        (p.status, p.refunded_minor, p.refund_pending_minor),
+        (PaymentStatus::Refunded, 10_000, 0)
+    );
+    let o = store
+        .order(&s, &order.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("order"));
+    assert_eq!((o.status, o.refunded_minor), (OrderStatus::Refunded, 10_000));
+    let err = store.start_refund(&s, &p.id, Some(1), None, now, None).await.err();
+    assert!(matches!(err, Some(StoreError::Refund(_))), "{err:?}");
+}
