@@ -1,1 +1,89 @@
-//! placeholder
+//! The jinliu server: configuration, the HTTP API, and the wiring between store, providers and
+//! handlers. `main.rs` is a thin CLI over [`build`] and [`serve`]; tests call the same two
+//! functions on a listener bound to port 0.
+
+pub mod bench;
+pub mod config;
+pub mod http;
+pub mod service;
+pub mod state;
+pub mod telemetry;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use jinliu_providers::Registry;
+use jinliu_providers::test::TestProvider;
+use jinliu_providers::test::sandbox::Sandbox;
+use jinliu_store::Store;
+
+use config::Config;
+use state::{AppState, SystemClock};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] jinliu_store::StoreError),
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store (creating the data directory for SQLite) without migrating.
+pub async fn open_store(config: &Config) -> Result<Store, StartError> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(Store::connect(&config.store_config()).await?)
+}
+
+/// Builds the application: opens and migrates the store, registers providers.
+pub async fn build(config: Config) -> Result<AppState, StartError> {
+    let store = open_store(&config).await?;
+    store.migrate().await?;
+    Ok(build_with_store(config, store))
+}
+
+/// Builds the application on an already migrated store.
+pub fn build_with_store(config: Config, store: Store) -> AppState {
+    let mut providers = Registry::default();
+    let sandbox = config
+        .sandbox
+        .then(|| Sandbox::new(format!("{}/sandbox/test", config.public_url)));
+    if let Some(sb) = &sandbox {
+        // Until the real adapters arrive, the test provider answers for every provider id.
+        for id in jinliu_providers::PROVIDER_IDS {
+            providers.register(Arc::new(TestProvider::new(id, sb.clone())));
+        }
+    }
+    AppState {
+        store,
+        providers: Arc::new(providers),
+        config: Arc::new(config),
+        clock: Arc::new(SystemClock),
+        in_flight: Arc::new(Mutex::new(HashSet::new())),
+        sandbox,
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, http::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,1 +1,131 @@
-fn main() {}
+//! The `jinliu` command: `serve` (default), `migrate`, `bench`, `openapi`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jinliu_server::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "jinliu",
+    version,
+    about = "Self-hosted payment platform for Taiwan and Hong Kong merchants"
+)]
+struct Cli {
+    /// Configuration file (default ./jinliu.toml when present).
+    #[arg(long, global = true, env = "JINLIU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve {
+        /// Address to listen on [env: JINLIU_LISTEN] [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory for the embedded SQLite store [env: JINLIU_DATA_DIR] [default: ./data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Data directory [env: JINLIU_DATA_DIR].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Measure payment creation throughput and latency (see docs/performance.md).
+    Bench(jinliu_server::bench::BenchArgs),
+    /// Print the OpenAPI description (YAML).
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jinliu: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("jinliu: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let mut overrides = Overrides {
+        config_file: cli.config,
+        ..Overrides::default()
+    };
+    match cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        data_dir: None,
+    }) {
+        Command::Serve { listen, data_dir } => {
+            overrides.listen = listen;
+            overrides.data_dir = data_dir;
+            let config = Config::load(&overrides).map_err(|e| e.to_string())?;
+            jinliu_server::telemetry::init(&config.log_format);
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            let app = jinliu_server::build(config.clone()).await.map_err(|e| e.to_string())?;
+            tracing::info!(
+                listen = %config.listen,
+                public_url = %config.public_url,
+                database = app.store.backend().name(),
+                sandbox = config.sandbox,
+                "jinliu is listening on http://{}",
+                config.listen
+            );
+            eprintln!(
+                "jinliu listening on http://{} (database: {})",
+                config.listen,
+                app.store.backend().name()
+            );
+            jinliu_server::serve(listener, app, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Migrate { data_dir } => {
+            overrides.data_dir = data_dir;
+            let config = Config::load(&overrides).map_err(|e| e.to_string())?;
+            let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
+            store.migrate().await.map_err(|e| e.to_string())?;
+            eprintln!("migrations applied ({})", store.backend().name());
+            Ok(())
+        }
+        Command::Bench(args) => jinliu_server::bench::run(args).await,
+        Command::Openapi => {
+            print!("{}", jinliu_server::http::openapi::yaml());
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

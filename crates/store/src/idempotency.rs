@@ -193,3 +193,19 @@ impl Store {
         Ok(res.rows_affected)
     }
 }
+
+impl Store {
+    /// Records the final answer of a multi-step request whose last step changed nothing (a
+    /// refund the provider has not settled yet), as its own small unit of work.
+    pub async fn finish_idempotency<T: Clone + Send + Sync + 'static>(
+        &self,
+        value: T,
+        idem: IdemRequest<T>,
+    ) -> Result<T, StoreError> {
+        let w = crate::writer::work(move |_txn| {
+            let v = value.clone();
+            Box::pin(async move { Ok(v) })
+        });
+        self.writer().submit(w, Some(idem)).await
+    }
+}

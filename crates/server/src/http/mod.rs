@@ -1,0 +1,128 @@
+//! The HTTP layer: routes, middleware, extractors, the error type and the wire DTOs.
+//!
+//! Handlers are thin: extract, parse into domain types, call a service, render. Every route under
+//! `/api` is also served at the root so seed 000's paths (`/orders`, `/payments/refund/:id`)
+//! work unchanged.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod notify;
+pub mod openapi;
+pub mod orders;
+pub mod payments;
+pub mod validate;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+use error::ApiError;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The merchant API, mounted under `/api` and at the root.
+fn api() -> Router<AppState> {
+    Router::new()
+        .route("/orders", post(orders::create).get(orders::list))
+        .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/payments", post(payments::create))
+        .route("/payments/{id}", get(payments::get))
+        .route("/payments/{id}/cancel", post(payments::cancel))
+        .route("/payments/{id}/refunds", get(payments::refunds))
+        .route("/payments/refund/{id}", post(payments::refund))
+        .route("/payments/notify", post(notify::seed))
+        .route("/payments/notify/{provider}", post(notify::for_provider))
+}
+
+/// The whole router.
+pub fn router(app: AppState) -> Router {
+    let mut r = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::json()) }),
+        )
+        .nest("/api", api())
+        .merge(api());
+    if let Some(sandbox) = &app.sandbox {
+        r = r.nest_service("/sandbox/test", sandbox.clone().router());
+    }
+    r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(server_errors))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Every 5xx answer carries the request id and nothing else of the failure: the stable code and
+/// message of an [`ApiError`] are kept, anything else (a panic, a layer's own error) becomes
+/// `internal_error`.
+async fn server_errors(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let resp = next.run(req).await;
+    if !resp.status().is_server_error() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let original: Option<serde_json::Value> = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let (code, message) = original
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(|e| {
+            Some((
+                e.get("code")?.as_str()?.to_owned(),
+                e.get("message")?.as_str()?.to_owned(),
+            ))
+        })
+        .unwrap_or_else(|| ("internal_error".into(), "internal error".into()));
+    let body = json!({
+        "success": false,
+        "error": { "code": code, "message": message, "requestId": request_id },
+        "message": message,
+    });
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}

@@ -1,0 +1,162 @@
+//! `/api/payments`: create, get, cancel, refund, list refunds.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use jinliu_domain::{Currency, OrderId, Payment, PaymentId, Refund};
+use jinliu_store::StoredResponse;
+
+use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, RefundBody, RefundDto, ok};
+use super::error::ApiError;
+use super::extract::{ApiJson, Caller, IdempotencyKey};
+use super::idempotency::{self, respond};
+use super::validate;
+use crate::service::{self, PaymentRequest};
+use crate::state::AppState;
+
+fn render_created(p: &Payment) -> StoredResponse {
+    ok(201, PaymentDto::from(p), Some("支付請求已創建"))
+}
+
+fn render_cancelled(p: &Payment) -> StoredResponse {
+    ok(200, PaymentDto::from(p), Some("支付已取消"))
+}
+
+fn render_refund(r: &Refund) -> StoredResponse {
+    ok(201, RefundDto::from(r), Some("退款已處理"))
+}
+
+fn render_refund_started(r: &(Refund, Payment)) -> StoredResponse {
+    render_refund(&r.0)
+}
+
+fn payment_id(id: &str) -> Result<PaymentId, ApiError> {
+    PaymentId::parse(id).ok_or_else(|| ApiError::not_found("payment"))
+}
+
+/// Create a payment for an order (seed 004 or seed 000 body).
+#[utoipa::path(post, path = "/api/payments", tag = "payments", request_body = CreatePaymentBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
+    responses((status = 201, description = "Created; pay with qrCodeData.url", body = PaymentDto),
+        (status = 404, description = "No such order"), (status = 409, description = "Order not payable"),
+        (status = 422, description = "Amount, currency or provider refused")))]
+pub async fn create(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    body: ApiJson<CreatePaymentBody>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let req = PaymentRequest {
+        order_id: OrderId::parse(&b.order_id).ok_or_else(|| ApiError::not_found("order"))?,
+        amount: b
+            .amount
+            .map(|a| a.0)
+            .ok_or_else(|| ApiError::unprocessable("invalid_amount", "amount is required"))?,
+        currency: b
+            .currency
+            .map(|c| c.parse::<Currency>())
+            .transpose()
+            .map_err(|e| ApiError::unprocessable("unsupported_currency", e.to_string()))?,
+        provider: b.provider,
+        method: b.method,
+        description: validate::opt_text("description", b.description, 1000)?,
+        customer_email: validate::email(b.customer_email)?,
+        customer_phone: validate::phone(b.customer_phone)?,
+        metadata: validate::metadata(b.metadata)?,
+        success_url: validate::url("successUrl", b.success_url)?,
+        failure_url: validate::url("failureUrl", b.failure_url)?,
+    };
+    Ok(idempotency::run(
+        &app,
+        &scope,
+        key,
+        "POST /api/payments",
+        &body.raw,
+        render_created,
+        |idem| async {
+            service::create_payment(&app, &scope, req, idem.map(|c| c.request(true, render_created))).await
+        },
+    )
+    .await)
+}
+
+/// Get one payment (seed 004 shape).
+#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments", params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "The payment", body = PaymentDto), (status = 404, description = "No such payment")))]
+pub async fn get(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = payment_id(&id)?;
+    let p = app
+        .store
+        .payment(&scope, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    Ok(respond(ok(200, PaymentDto::from(&p), None)))
+}
+
+/// Cancel a pending payment.
+#[utoipa::path(post, path = "/api/payments/{id}/cancel", tag = "payments", params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "Cancelled", body = PaymentDto), (status = 409, description = "Not open")))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Path(id): Path<String>,
+    body: ApiJson<EmptyBody>,
+) -> Result<Response, ApiError> {
+    let id = payment_id(&id)?;
+    let path = format!("POST /api/payments/{id}/cancel");
+    Ok(
+        idempotency::run(&app, &scope, key, &path, &body.raw, render_cancelled, |idem| async {
+            service::cancel_payment(&app, &scope, &id, idem.map(|c| c.request(true, render_cancelled))).await
+        })
+        .await,
+    )
+}
+
+/// Refund a payment, in full (no amount) or in part (seed 000 path).
+#[utoipa::path(post, path = "/api/payments/refund/{id}", tag = "payments", request_body = RefundBody,
+    params(("id" = String, Path, description = "pay_…")),
+    responses((status = 201, description = "The refund (succeeded, failed or pending)", body = RefundDto),
+        (status = 409, description = "Payment not refundable"), (status = 422, description = "Above the remaining amount")))]
+pub async fn refund(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Path(id): Path<String>,
+    body: ApiJson<RefundBody>,
+) -> Result<Response, ApiError> {
+    let id = payment_id(&id)?;
+    let b = body.value;
+    let reason = validate::opt_text("reason", b.reason, 500)?;
+    let path = format!("POST /api/payments/refund/{id}");
+    let (app_ref, scope_ref, id_ref) = (&app, &scope, &id);
+    Ok(
+        idempotency::run(&app, &scope, key, &path, &body.raw, render_refund, |idem| async move {
+            let start = idem.as_ref().map(|c| c.request(false, render_refund_started));
+            let finish = idem.as_ref().map(|c| c.request(true, render_refund));
+            service::refund_payment(app_ref, scope_ref, id_ref, b.amount.map(|a| a.0), reason, start, finish).await
+        })
+        .await,
+    )
+}
+
+/// A payment's refunds, oldest first.
+#[utoipa::path(get, path = "/api/payments/{id}/refunds", tag = "payments", params(("id" = String, Path, description = "pay_…")),
+    responses((status = 200, description = "Refunds", body = Vec<RefundDto>), (status = 404, description = "No such payment")))]
+pub async fn refunds(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = payment_id(&id)?;
+    let list = app.store.refunds_for_payment(&scope, &id).await?;
+    Ok(respond(ok(
+        200,
+        list.iter().map(RefundDto::from).collect::<Vec<_>>(),
+        None,
+    )))
+}

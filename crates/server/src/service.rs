@@ -1,0 +1,329 @@
+//! The services: what a request means, between the parsed input and the store. They call
+//! providers and the store; they never see HTTP, and every state change goes through one of the
+//! store's units of work.
+
+use chrono::Duration;
+use jinliu_domain::settle::check_amount;
+use jinliu_domain::{Currency, Money, NewOrder, Order, OrderId, Payment, PaymentId, PaymentStatus, Refund};
+use jinliu_providers::{CreatePayment, ProviderError, ProviderStatus, RefundOutcome, RefundRequest};
+use jinliu_store::{IdemRequest, PaymentChange, Scope, StoreError};
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use axum::http::StatusCode;
+
+/// Methods jinliu knows, with the provider each belongs to.
+pub const METHODS: [(&str, &str); 4] = [
+    ("octopus_qr", "octopus"),
+    ("kpay_qr", "kpay"),
+    ("tpay_redirect", "tpay"),
+    ("ecpay_credit", "ecpay"),
+];
+
+/// A new payment, parsed from either seed's body.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    /// The order.
+    pub order_id: OrderId,
+    /// Amount text in major units.
+    pub amount: String,
+    /// Currency, when given.
+    pub currency: Option<Currency>,
+    /// Provider id, when given.
+    pub provider: Option<String>,
+    /// Method, when given.
+    pub method: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Contact.
+    pub customer_email: Option<String>,
+    /// Contact.
+    pub customer_phone: Option<String>,
+    /// JSON text.
+    pub metadata: Option<String>,
+    /// Redirect after success.
+    pub success_url: Option<String>,
+    /// Redirect after failure.
+    pub failure_url: Option<String>,
+}
+
+/// Creates an order.
+pub async fn create_order(app: &AppState, new: NewOrder, idem: Option<IdemRequest<Order>>) -> Result<Order, ApiError> {
+    Ok(app.store.create_order(new, app.clock.now(), idem).await?)
+}
+
+/// Picks the provider and method for a payment.
+fn route(app: &AppState, req: &PaymentRequest, currency: Currency) -> Result<(String, String), ApiError> {
+    let by_method = match &req.method {
+        Some(m) => Some(
+            METHODS
+                .iter()
+                .find(|(name, _)| name == m)
+                .map(|(_, p)| *p)
+                .ok_or_else(|| {
+                    ApiError::unprocessable("unsupported_method", format!("unknown method {m:?}"))
+                        .with_details(json!({ "methods": METHODS.iter().map(|(m, _)| *m).collect::<Vec<_>>() }))
+                })?,
+        ),
+        None => None,
+    };
+    let provider = match (&req.provider, by_method) {
+        (Some(p), Some(m)) if p != m => {
+            return Err(ApiError::unprocessable(
+                "method_provider_mismatch",
+                format!("method belongs to {m}, not {p}"),
+            ));
+        }
+        (Some(p), _) => p.clone(),
+        (None, Some(m)) => m.to_owned(),
+        (None, None) => app.config.default_providers.get(&currency).cloned().ok_or_else(|| {
+            ApiError::unprocessable("no_default_provider", format!("no default provider for {currency}"))
+        })?,
+    };
+    if !jinliu_providers::PROVIDER_IDS.contains(&provider.as_str()) {
+        return Err(
+            ApiError::unprocessable("unknown_provider", format!("unknown provider {provider:?}"))
+                .with_details(json!({ "providers": jinliu_providers::PROVIDER_IDS })),
+        );
+    }
+    let method = req.method.clone().unwrap_or_else(|| {
+        METHODS
+            .iter()
+            .find(|(_, p)| *p == provider)
+            .map(|(m, _)| (*m).to_owned())
+            .unwrap_or_default()
+    });
+    Ok((provider, method))
+}
+
+fn provider_error(e: ProviderError) -> ApiError {
+    tracing::warn!(error = %e, "provider call failed");
+    match e {
+        ProviderError::Refused(reason) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_refused",
+            format!("the provider refused: {reason}"),
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            "the provider could not be reached",
+        ),
+    }
+}
+
+/// Starts a payment attempt: checks the order, asks the provider, records the attempt.
+pub async fn create_payment(
+    app: &AppState,
+    scope: &Scope,
+    req: PaymentRequest,
+    idem: Option<IdemRequest<Payment>>,
+) -> Result<Payment, ApiError> {
+    let order = app
+        .store
+        .order(scope, &req.order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if !order.is_payable() {
+        return Err(jinliu_domain::settle::AttemptRejected::OrderNotPayable(order.status.as_str()).into());
+    }
+    let currency = req.currency.unwrap_or(order.amount.currency());
+    let amount = Money::parse_major(&req.amount, currency, app.config.amount_limit)?;
+    check_amount(&order, amount)?;
+    let (provider_id, method) = route(app, &req, currency)?;
+    let provider = app.providers.get(&provider_id).ok_or_else(|| {
+        ApiError::unprocessable(
+            "provider_not_configured",
+            format!("provider {provider_id} is not configured on this server"),
+        )
+    })?;
+    if !provider.supports(currency) {
+        return Err(ApiError::unprocessable(
+            "currency_not_supported",
+            format!("{provider_id} does not take {currency}"),
+        ));
+    }
+    let now = app.clock.now();
+    let id = PaymentId::generate();
+    let expires_at = now + Duration::seconds(app.config.payment_ttl_secs);
+    let description = req
+        .description
+        .clone()
+        .or_else(|| order.description.clone())
+        .unwrap_or_else(|| order.order_number.clone());
+    let created = provider
+        .create_payment(&CreatePayment {
+            payment_id: id.clone(),
+            amount,
+            description: description.clone(),
+            notify_url: format!("{}/api/payments/notify/{provider_id}", app.config.public_url),
+            return_url: req.success_url.clone(),
+            expires_at,
+        })
+        .await
+        .map_err(provider_error)?;
+    let qr = json!({ "url": created.pay_url, "token": created.payment_token, "deepLink": created.deep_link });
+    let payment = Payment {
+        client_secret: jinliu_domain::new_client_secret(&id),
+        id,
+        merchant_id: scope.merchant_id.clone(),
+        order_id: order.id.clone(),
+        provider: provider_id,
+        provider_account: String::new(),
+        method,
+        amount,
+        status: PaymentStatus::Pending,
+        provider_reference: Some(created.reference),
+        payment_token: created.payment_token,
+        qr_code_data: Some(qr.to_string()),
+        success_url: req.success_url,
+        failure_url: req.failure_url,
+        description: Some(description),
+        customer_email: req.customer_email.or_else(|| order.customer_email.clone()),
+        customer_phone: req.customer_phone.or_else(|| order.customer_phone.clone()),
+        metadata: req.metadata,
+        refunded_minor: 0,
+        refund_pending_minor: 0,
+        late_success: false,
+        duplicate: false,
+        livemode: scope.livemode,
+        version: 1,
+        expires_at,
+        completed_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(app.store.create_payment(scope, payment, idem).await?)
+}
+
+/// Cancels an open payment at the provider, then in jinliu.
+pub async fn cancel_payment(
+    app: &AppState,
+    scope: &Scope,
+    id: &PaymentId,
+    idem: Option<IdemRequest<Payment>>,
+) -> Result<Payment, ApiError> {
+    let payment = app
+        .store
+        .payment(scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    if !payment.status.is_open() {
+        return Err(StoreError::Transition(jinliu_domain::TransitionError {
+            object: "payment",
+            action: "cancel",
+            from: payment.status.as_str(),
+        })
+        .into());
+    }
+    if let (Some(provider), Some(reference)) = (app.providers.get(&payment.provider), &payment.provider_reference) {
+        provider.cancel(reference).await.map_err(provider_error)?;
+    }
+    Ok(app
+        .store
+        .change_payment(Some(scope), id, PaymentChange::Cancel, app.clock.now(), idem)
+        .await?)
+}
+
+/// Refunds (part of) a payment: reserve, ask the provider, settle.
+pub async fn refund_payment(
+    app: &AppState,
+    scope: &Scope,
+    id: &PaymentId,
+    amount: Option<String>,
+    reason: Option<String>,
+    start_idem: Option<IdemRequest<(Refund, Payment)>>,
+    finish_idem: Option<IdemRequest<Refund>>,
+) -> Result<Refund, ApiError> {
+    let payment = app
+        .store
+        .payment(scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let currency = payment.amount.currency();
+    let minor = match amount {
+        Some(text) => Some(Money::parse_major(&text, currency, app.config.amount_limit)?.minor()),
+        None => None,
+    };
+    let (refund, payment) =
+        app.store.start_refund(scope, id, minor, reason.clone(), app.clock.now(), start_idem).await.map_err(|e| {
+            let remaining = payment.refundable_minor();
+            let api = ApiError::from(e);
+            if api.code == "refund_exceeds_remaining" {
+                api.with_details(json!({
+                    "remainingAmount": serde_json::value::RawValue::from_string(jinliu_domain::money::format_minor(remaining, currency)).ok(),
+                    "currency": currency,
+                }))
+            } else {
+                api
+            }
+        })?;
+    let provider = app.providers.get(&payment.provider);
+    let outcome = match (provider, &payment.provider_reference) {
+        (Some(p), Some(reference)) => {
+            p.refund(&RefundRequest {
+                payment_reference: reference.clone(),
+                refund_id: refund.id.clone(),
+                amount: refund.amount,
+                reason,
+            })
+            .await
+        }
+        _ => Err(ProviderError::Unavailable("provider not configured".into())),
+    };
+    let settled = match outcome {
+        Ok(RefundOutcome::Succeeded(r)) => Ok(r),
+        Ok(RefundOutcome::Failed(reason)) | Err(ProviderError::Refused(reason)) => Err(reason),
+        Err(ProviderError::NotFound) => Err("the provider does not know this payment".to_owned()),
+        // Unknown outcome: the refund stays pending until the provider's notification or the
+        // status sync settles it; the answer says so.
+        Ok(RefundOutcome::Pending(_)) | Err(_) => {
+            return match finish_idem {
+                Some(idem) => Ok(app.store.finish_idempotency(refund, idem).await?),
+                None => Ok(refund),
+            };
+        }
+    };
+    Ok(app
+        .store
+        .settle_refund(&refund.id, settled, app.clock.now(), finish_idem)
+        .await?)
+}
+
+/// Applies a verified provider notification. Returns the payment, or `None` for a status that
+/// changes nothing.
+pub async fn apply_notification(
+    app: &AppState,
+    provider_id: &str,
+    reference: &str,
+    status: ProviderStatus,
+) -> Result<Option<Payment>, ApiError> {
+    let payment = app
+        .store
+        .payment_by_reference(provider_id, "", reference)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let change = match status {
+        ProviderStatus::Succeeded { .. } => PaymentChange::Complete,
+        ProviderStatus::Failed { .. } => PaymentChange::Fail,
+        ProviderStatus::Processing => PaymentChange::Processing,
+        ProviderStatus::Expired => PaymentChange::Expire,
+        ProviderStatus::Cancelled => PaymentChange::Cancel,
+        ProviderStatus::Pending => return Ok(None),
+    };
+    match app
+        .store
+        .change_payment(None, &payment.id, change, app.clock.now(), None)
+        .await
+    {
+        Ok(p) => Ok(Some(p)),
+        // A stale or repeated notification (e.g. "failed" after "completed"): acknowledged so
+        // the provider stops resending, and logged for the operator.
+        Err(StoreError::Transition(t)) => {
+            tracing::warn!(payment = %payment.id, provider = provider_id, error = %t, "notification ignored");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
