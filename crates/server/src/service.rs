@@ -246,15 +246,18 @@ pub async fn refund_payment(
         Some(text) => Some(Money::parse_major(&text, currency, app.config.amount_limit)?.minor()),
         None => None,
     };
-    let (refund, payment) =
-        app.store.start_refund(scope, id, minor, reason.clone(), app.clock.now(), start_idem).await.map_err(|e| {
+    let (refund, payment) = app
+        .store
+        .start_refund(scope, id, minor, reason.clone(), app.clock.now(), start_idem)
+        .await
+        .map_err(|e| {
             let remaining = payment.refundable_minor();
             let api = ApiError::from(e);
             if api.code == "refund_exceeds_remaining" {
-                api.with_details(json!({
-                    "remainingAmount": serde_json::value::RawValue::from_string(jinliu_domain::money::format_minor(remaining, currency)).ok(),
-                    "currency": currency,
-                }))
+                api.with_raw_details(format!(
+                    r#"{{"remainingAmount":{},"currency":"{currency}"}}"#,
+                    jinliu_domain::money::format_minor(remaining, currency)
+                ))
             } else {
                 api
             }

@@ -8,6 +8,8 @@ use jinliu_domain::AmountError;
 use jinliu_domain::payment::RefundRejected;
 use jinliu_domain::settle::AttemptRejected;
 use jinliu_store::{StoreError, StoredResponse};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// An error answer.
@@ -19,8 +21,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human message (never internal detail for 5xx).
     pub message: String,
-    /// Structured extra facts (e.g. the remaining refundable amount).
-    pub details: Option<Value>,
+    /// Structured extra facts (e.g. the remaining refundable amount), as JSON text so that
+    /// amounts keep their exact decimals.
+    pub details: Option<Box<RawValue>>,
 }
 
 impl ApiError {
@@ -36,7 +39,13 @@ impl ApiError {
 
     /// Adds details.
     pub fn with_details(mut self, details: Value) -> ApiError {
-        self.details = Some(details);
+        self.details = RawValue::from_string(details.to_string()).ok();
+        self
+    }
+
+    /// Adds details already rendered as JSON (keeps `100.00` as written).
+    pub fn with_raw_details(mut self, details: String) -> ApiError {
+        self.details = RawValue::from_string(details).ok();
         self
     }
 
@@ -68,22 +77,44 @@ impl ApiError {
     }
 
     /// The JSON body (5xx bodies name the request id only; the request-id layer fills it in).
-    pub fn body(&self) -> Value {
-        if self.status.is_server_error() {
-            return json!({ "success": false, "error": { "code": self.code, "message": self.message }, "message": self.message });
+    pub fn body(&self) -> String {
+        #[derive(Serialize)]
+        struct Error<'a> {
+            code: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            details: Option<&'a RawValue>,
         }
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(d), Some(obj)) = (&self.details, error.as_object_mut()) {
-            obj.insert("details".into(), d.clone());
+        #[derive(Serialize)]
+        struct Body<'a> {
+            success: bool,
+            error: Error<'a>,
+            message: &'a str,
         }
-        json!({ "success": false, "error": error, "message": self.message })
+        // 5xx answers never carry details: they could hold internals.
+        let details = if self.status.is_server_error() {
+            None
+        } else {
+            self.details.as_deref()
+        };
+        let error = Error {
+            code: self.code,
+            message: &self.message,
+            details,
+        };
+        serde_json::to_string(&Body {
+            success: false,
+            error,
+            message: &self.message,
+        })
+        .unwrap_or_default()
     }
 
     /// The answer as kept with an idempotency key.
     pub fn stored(&self) -> StoredResponse {
         StoredResponse {
             status: self.status.as_u16(),
-            body: self.body().to_string(),
+            body: self.body(),
         }
     }
 }
@@ -91,7 +122,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // 5xx bodies get the request id from the middleware in `http::mod`.
-        (self.status, axum::Json(self.body())).into_response()
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body(),
+        )
+            .into_response()
     }
 }
 
