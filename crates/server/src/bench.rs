@@ -1,7 +1,398 @@
-//! `jinliu bench` (being written).
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
-/// Runs it.
-pub async fn run(_a: BenchArgs) -> Result<(), String> {
+//! `jinliu bench`: measures `POST /api/payments` end to end against a real `jinliu serve`
+//! child process, with a baseline measured in the same run.
+//!
+//! For each database (SQLite always, PostgreSQL when `--postgres` names a server) it:
+//! 1. creates a scratch database and seeds enough pending orders;
+//! 2. measures the baseline: the same payment + event inserts, one transaction each, straight
+//!    through the driver (and `pgbench -N` at the same client count on PostgreSQL, when present);
+//! 3. starts `jinliu serve` as a child process (so its RSS and CPU time are its own);
+//! 4. drives `POST /api/payments` (one payment per order, including the call to the in-process
+//!    sandbox provider) closed-loop at each `--connections` count, then open-loop at a fixed
+//!    arrival rate with latency measured from each request's intended send time;
+//! 5. prints offered and achieved rates, p50/p95/p99, errors, server CPU per request and RSS, and
+//!    the ratios to the baselines.
+//!
+//! Numbers on a shared machine are noisy; the ratios to the same-run baseline are what to compare.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use jinliu_domain::{Currency, MerchantId, Money, OrderId};
+use jinliu_store::{Store, StoreConfig};
+use tokio::process::{Child, Command};
+
+/// Flags of `jinliu bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Closed-loop client counts, comma-separated.
+    #[arg(long, default_value = "16,64", value_delimiter = ',')]
+    pub connections: Vec<usize>,
+    /// Open-loop arrival rate (requests/s); default 70 % of the best closed-loop rate.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Also benchmark PostgreSQL: a server URL (a scratch database is created and dropped).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Skip the SQLite run.
+    #[arg(long)]
+    pub skip_sqlite: bool,
+    /// SQLite synchronous level for the run (FULL is durable).
+    #[arg(long, default_value = "FULL")]
+    pub sqlite_synchronous: String,
+    /// Orders to seed (each request pays one).
+    #[arg(long, default_value_t = 300_000)]
+    pub orders: usize,
+}
+
+struct RunResult {
+    label: String,
+    offered: Option<f64>,
+    achieved: f64,
+    ok: u64,
+    errors: u64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    cpu_ms_per_req: f64,
+    rss_mb: f64,
+}
+
+/// Runs the benchmark and prints the report.
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let mut report = Vec::new();
+    if !args.skip_sqlite {
+        let dir = tempfile_dir()?;
+        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
+        let r = bench_backend(&args, "sqlite", &url).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        report.push(r?);
+    }
+    if let Some(server) = &args.postgres {
+        let name = format!("jl_bench_{}", uuid::Uuid::new_v4().simple());
+        let url = jinliu_store::bench::create_scratch_database(server, &name).await.map_err(|e| e.to_string())?;
+        let r = bench_backend(&args, "postgres", &url).await;
+        let _ = jinliu_store::bench::drop_scratch_database(server, &name).await;
+        report.push(r?);
+    }
+    println!("\n{}", report.join("\n"));
     Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("jinliu-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<String, String> {
+    let merchant = MerchantId::parse("mer_00000000000000000000000000000001").ok_or("merchant id")?;
+    let amount = Money::from_minor(10_000, Currency::Twd).map_err(|e| e.to_string())?;
+    eprintln!("[{backend}] preparing: migrate, seed {} orders", args.orders);
+    let mut cfg = StoreConfig::new(url);
+    cfg.sqlite_synchronous = args.sqlite_synchronous.clone();
+    let store = Store::connect(&cfg).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let orders = store.seed_orders(&merchant, amount, args.orders).await.map_err(|e| e.to_string())?;
+
+    let main_conns = args.connections.first().copied().unwrap_or(16);
+    let base_conc = if backend == "sqlite" { 1 } else { main_conns };
+    eprintln!("[{backend}] baseline: raw payment+event inserts, one transaction each, {base_conc} connection(s)");
+    let (n, took) = store.baseline_inserts(Duration::from_secs(args.duration.min(5)), base_conc).await.map_err(|e| e.to_string())?;
+    let baseline = n as f64 / took.as_secs_f64();
+    let pgbench = if backend == "postgres" { pgbench(url, main_conns, args.duration.min(10)).await } else { None };
+    drop(store);
+
+    let port = free_port()?;
+    let mut child = spawn_server(url, port, &args.sqlite_synchronous)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await?;
+    let pid = child.id().ok_or("server exited")?;
+    let orders = Arc::new(orders);
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
+
+    // Warm-up: connections, statement caches, allocator.
+    let _ = closed_loop(&client, &base, &orders, &next, 16, Duration::from_secs(1)).await;
+    let mut runs = Vec::new();
+    for &c in &args.connections {
+        eprintln!("[{backend}] closed loop, {c} connections, {} s", args.duration);
+        let before = proc_stats(pid);
+        let (lat, errors, took) = closed_loop(&client, &base, &orders, &next, c, Duration::from_secs(args.duration)).await;
+        runs.push(summarise(format!("closed, {c} conns"), None, lat, errors, took, before, proc_stats(pid)));
+    }
+    let best = runs.iter().map(|r| r.achieved).fold(0.0, f64::max);
+    let rate = args.rate.unwrap_or(((best * 0.7) as u64).max(50));
+    eprintln!("[{backend}] open loop, {rate}/s, {} s", args.duration);
+    let before = proc_stats(pid);
+    let (lat, errors, took) = open_loop(&client, &base, &orders, &next, rate, Duration::from_secs(args.duration)).await;
+    runs.push(summarise(format!("open, {rate}/s"), Some(rate as f64), lat, errors, took, before, proc_stats(pid)));
+    let used = next.load(Ordering::Relaxed);
+    let _ = child.kill().await;
+    Ok(render(backend, &runs, baseline, base_conc, pgbench, main_conns, used, orders.len()))
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn spawn_server(url: &str, port: u16, sync: &str) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    Command::new(exe)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .env("JINLIU_SQLITE_SYNCHRONOUS", sync)
+        .env("JINLIU_MERCHANT_ID", "mer_00000000000000000000000000000001")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))
+}
+
+async fn wait_ready(base: &str) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/ready")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the server did not become ready".into())
+}
+
+async fn pay(client: &reqwest::Client, base: &str, order: &OrderId) -> bool {
+    let body = format!(r#"{{"orderId":"{order}","amount":"100.00","currency":"TWD"}}"#);
+    match client.post(format!("{base}/api/payments")).header("content-type", "application/json").body(body).send().await {
+        Ok(r) => {
+            let ok = r.status().as_u16() == 201;
+            let _ = r.bytes().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+async fn closed_loop(
+    client: &reqwest::Client,
+    base: &str,
+    orders: &Arc<Vec<OrderId>>,
+    next: &Arc<AtomicUsize>,
+    conns: usize,
+    duration: Duration,
+) -> (Vec<u32>, u64, Duration) {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (client, base, orders, next) = (client.clone(), base.to_owned(), orders.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0_u64;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(order) = orders.get(i) else { break };
+                let t = Instant::now();
+                if pay(&client, &base, order).await {
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    (all, errors, start.elapsed())
+}
+
+async fn open_loop(
+    client: &reqwest::Client,
+    base: &str,
+    orders: &Arc<Vec<OrderId>>,
+    next: &Arc<AtomicUsize>,
+    rate: u64,
+    duration: Duration,
+) -> (Vec<u32>, u64, Duration) {
+    let start = tokio::time::Instant::now();
+    let total = rate * duration.as_secs();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut dropped = 0_u64;
+    for k in 0..total {
+        let intended = start + interval.mul_f64(k as f64);
+        tokio::time::sleep_until(intended).await;
+        // Beyond this many outstanding requests the server is not keeping up; count the
+        // request as an error instead of letting the client run out of sockets.
+        if in_flight.load(Ordering::Relaxed) >= 4096 {
+            dropped += 1;
+            continue;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(order) = orders.get(i).cloned() else { break };
+        let (client, base, in_flight) = (client.clone(), base.to_owned(), in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tasks.push(tokio::spawn(async move {
+            let ok = pay(&client, &base, &order).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            // Latency from the intended send time: a slow server delays later sends in a closed
+            // loop and hides its own queueing (coordinated omission); here it cannot.
+            ok.then(|| intended.elapsed().as_micros().min(u32::MAX as u128) as u32)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = dropped;
+    for t in tasks {
+        match t.await {
+            Ok(Some(l)) => lat.push(l),
+            _ => errors += 1,
+        }
+    }
+    (lat, errors, start.elapsed())
+}
+
+#[derive(Clone, Copy, Default)]
+struct ProcStats {
+    cpu_secs: f64,
+    rss_kb: u64,
+}
+
+/// CPU seconds (user + system) and resident memory of a process, from /proc (Linux).
+fn proc_stats(pid: u32) -> ProcStats {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux x86_64 and aarch64.
+    let cpu_secs = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    ProcStats { cpu_secs, rss_kb }
+}
+
+fn summarise(
+    label: String,
+    offered: Option<f64>,
+    mut lat: Vec<u32>,
+    errors: u64,
+    took: Duration,
+    before: ProcStats,
+    after: ProcStats,
+) -> RunResult {
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let idx = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[idx] as f64 / 1000.0
+    };
+    let ok = lat.len() as u64;
+    RunResult {
+        label,
+        offered,
+        achieved: ok as f64 / took.as_secs_f64(),
+        ok,
+        errors,
+        p50: pct(0.50),
+        p95: pct(0.95),
+        p99: pct(0.99),
+        cpu_ms_per_req: if ok > 0 { (after.cpu_secs - before.cpu_secs) * 1000.0 / ok as f64 } else { 0.0 },
+        rss_mb: after.rss_kb as f64 / 1024.0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    backend: &str,
+    runs: &[RunResult],
+    baseline: f64,
+    base_conc: usize,
+    pgbench: Option<f64>,
+    conns: usize,
+    used: usize,
+    seeded: usize,
+) -> String {
+    let mut s = format!("## {backend}\n\n");
+    s.push_str(&format!(
+        "baseline: raw payment+event inserts, one transaction each, {base_conc} connection(s): {baseline:.0} tx/s\n"
+    ));
+    if let Some(tps) = pgbench {
+        s.push_str(&format!("baseline: pgbench -N, {conns} clients: {tps:.0} tps\n"));
+    }
+    s.push_str("\n| run | offered/s | achieved/s | ok | errors | p50 ms | p95 ms | p99 ms | server CPU ms/req | server RSS MB | × raw inserts |");
+    if pgbench.is_some() {
+        s.push_str(" × pgbench -N |");
+    }
+    s.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|");
+    if pgbench.is_some() {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    for r in runs {
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.1} | {:.2} |",
+            r.label,
+            r.offered.map(|o| format!("{o:.0}")).unwrap_or_else(|| "-".into()),
+            r.achieved,
+            r.ok,
+            r.errors,
+            r.p50,
+            r.p95,
+            r.p99,
+            r.cpu_ms_per_req,
+            r.rss_mb,
+            r.achieved / baseline.max(1e-9),
+        ));
+        if let Some(tps) = pgbench {
+            s.push_str(&format!(" {:.2} |", r.achieved / tps.max(1e-9)));
+        }
+        s.push('\n');
+    }
+    if used >= seeded {
+        s.push_str(&format!("\nnote: all {seeded} seeded orders were used; runs may have stopped early (raise --orders)\n"));
+    }
+    s
+}
+
+/// `pgbench -N` (no updates of the branch/teller tables) at `clients`, when pgbench is installed.
+async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<f64> {
+    let init = Command::new("pgbench").args(["-i", "-q", "-s", "10", url]).stdout(Stdio::null()).stderr(Stdio::null()).status().await.ok()?;
+    if !init.success() {
+        eprintln!("pgbench -i failed; skipping the pgbench baseline");
+        return None;
+    }
+    eprintln!("baseline: pgbench -N -c {clients} -T {secs}");
+    let out = Command::new("pgbench")
+        .args(["-N", "-n", "-c", &clients.to_string(), "-j", "2", "-T", &secs.to_string(), url])
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }

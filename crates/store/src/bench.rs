@@ -1,0 +1,169 @@
+//! Helpers for `jinliu bench` and fixtures: bulk-seeding orders, the raw insert baseline, and
+//! scratch databases. Not used by the request path.
+
+use std::time::{Duration, Instant};
+
+use jinliu_domain::{EventId, MerchantId, Money, NewOrder, Order, OrderId, PaymentId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ConnectionTrait, Database, EntityTrait, TransactionTrait};
+
+use crate::convert::{ms, order_to_row};
+use crate::entity::{events, orders, payments};
+use crate::{Store, StoreError};
+
+impl Store {
+    /// Inserts `count` pending orders of `amount` for `merchant` in large batches (bypassing
+    /// units of work and events: this prepares a benchmark, it is not a business operation).
+    pub async fn seed_orders(&self, merchant: &MerchantId, amount: Money, count: usize) -> Result<Vec<OrderId>, StoreError> {
+        let mut ids = Vec::with_capacity(count);
+        let now = chrono::Utc::now();
+        let txn = self.read().begin().await?;
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(500);
+            let rows: Vec<_> = (0..n)
+                .map(|i| {
+                    let new = NewOrder {
+                        merchant_id: merchant.clone(),
+                        description: Some("bench".into()),
+                        amount,
+                        items: vec![],
+                        customer_email: None,
+                        customer_phone: None,
+                        metadata: None,
+                        livemode: false,
+                    };
+                    // Random numbers could collide across half a million rows; a counter cannot.
+                    let number = format!("B{:011}", ids.len() + i);
+                    let (order, _) = Order::create(new, number, now);
+                    order
+                })
+                .collect();
+            ids.extend(rows.iter().map(|o| o.id.clone()));
+            orders::Entity::insert_many(rows.iter().map(order_to_row)).exec_without_returning(&txn).await?;
+            left -= n;
+        }
+        txn.commit().await?;
+        Ok(ids)
+    }
+
+    /// The baseline: for `duration`, `concurrency` tasks each insert one payment row and one
+    /// event row per transaction, straight through the driver (no batching, no HTTP). Returns how
+    /// many transactions committed and how long it took.
+    pub async fn baseline_inserts(&self, duration: Duration, concurrency: usize) -> Result<(u64, Duration), StoreError> {
+        let start = Instant::now();
+        let deadline = start + duration;
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            let db = self.read().clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0_u64;
+                while Instant::now() < deadline {
+                    let txn = db.begin().await?;
+                    insert_payment_and_event(&txn).await?;
+                    txn.commit().await?;
+                    n += 1;
+                }
+                Ok::<u64, StoreError>(n)
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.map_err(|e| StoreError::Config(e.to_string()))??;
+        }
+        Ok((total, start.elapsed()))
+    }
+}
+
+async fn insert_payment_and_event<C: ConnectionTrait>(conn: &C) -> Result<(), StoreError> {
+    let now = ms(chrono::Utc::now());
+    let id = PaymentId::generate();
+    let row = payments::ActiveModel {
+        id: Set(id.to_string()),
+        merchant_id: Set("mer_00000000000000000000000000000000".into()),
+        livemode: Set(false),
+        order_id: Set(OrderId::generate().to_string()),
+        provider: Set("baseline".into()),
+        provider_account: Set(String::new()),
+        method: Set("qr".into()),
+        amount_minor: Set(10_000),
+        currency: Set("TWD".into()),
+        status: Set("pending".into()),
+        provider_reference: Set(Some(id.to_string())),
+        payment_token: Set(Some("tok".into())),
+        qr_code_data: Set(Some(r#"{"url":"http://127.0.0.1/"}"#.into())),
+        client_secret: Set(format!("{id}_secret_baseline")),
+        success_url: Set(None),
+        failure_url: Set(None),
+        description: Set(Some("baseline".into())),
+        customer_email: Set(None),
+        customer_phone: Set(None),
+        metadata: Set(None),
+        refunded_minor: Set(0),
+        refund_pending_minor: Set(0),
+        late_success: Set(false),
+        duplicate: Set(false),
+        version: Set(1),
+        expires_at: Set(now + 900_000),
+        completed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    payments::Entity::insert(row).exec_without_returning(conn).await?;
+    let event = events::ActiveModel {
+        id: Set(EventId::generate().to_string()),
+        merchant_id: Set("mer_00000000000000000000000000000000".into()),
+        livemode: Set(false),
+        event_type: Set("payment.created".into()),
+        object_id: Set(id.to_string()),
+        object_version: Set(1),
+        payload: Set(r#"{"data":{}}"#.into()),
+        created_at: Set(now),
+    };
+    events::Entity::insert(event).exec_without_returning(conn).await?;
+    Ok(())
+}
+
+/// Creates an empty database `name` on the server at `server_url` (PostgreSQL or MySQL) and
+/// returns its URL.
+pub async fn create_scratch_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    check_name(name)?;
+    let admin = Database::connect(server_url).await?;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    let _ = admin.close().await;
+    Ok(replace_database(server_url, name))
+}
+
+/// Drops a database made by [`create_scratch_database`].
+pub async fn drop_scratch_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    check_name(name)?;
+    let admin = Database::connect(server_url).await?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    // Interpolated into DDL (identifiers cannot be bound), so only [a-z0-9_] is allowed.
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(StoreError::Config(format!("bad database name {name:?}")));
+    }
+    Ok(())
+}
+
+/// Replaces the database (last path segment) of a server URL.
+pub fn replace_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
