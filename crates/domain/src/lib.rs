@@ -25,7 +25,7 @@ pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 /// A transition that the state machine does not allow from the object's current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot {action} a {object} that is {from}")]
+#[error("cannot {action} the {object}: it is {from}")]
 pub struct TransitionError {
     /// "order", "payment" or "refund".
     pub object: &'static str,

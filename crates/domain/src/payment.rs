@@ -94,6 +94,9 @@ pub struct Payment {
     pub status: PaymentStatus,
     /// The provider's id for this payment; unique per provider account.
     pub provider_reference: Option<String>,
+    /// The provider's id for the money movement, once it confirmed one (seed 004's
+    /// `octopusTransactionId`).
+    pub provider_transaction_id: Option<String>,
     /// Token the customer can type into the provider's app.
     pub payment_token: Option<String>,
     /// JSON text with at least `url`: what the QR code encodes.
@@ -146,6 +149,8 @@ pub enum RefundRejected {
     ExceedsRemaining {
         /// What can still be refunded, minor units.
         remaining_minor: i64,
+        /// Its currency.
+        currency: Currency,
     },
 }
 
@@ -231,6 +236,7 @@ impl Payment {
         &mut self,
         duplicate: bool,
         order_closed: bool,
+        transaction_id: Option<String>,
         now: Timestamp,
     ) -> Result<EventDraft, TransitionError> {
         match self.status {
@@ -240,6 +246,9 @@ impl Payment {
         }
         self.duplicate = duplicate;
         self.completed_at = Some(now);
+        if transaction_id.is_some() {
+            self.provider_transaction_id = transaction_id;
+        }
         Ok(self.transition(PaymentStatus::Completed, EventType::PaymentCompleted, now))
     }
 
@@ -277,6 +286,7 @@ impl Payment {
         if minor <= 0 || minor > remaining {
             return Err(RefundRejected::ExceedsRemaining {
                 remaining_minor: remaining,
+                currency: self.amount.currency(),
             });
         }
         self.refund_pending_minor += minor;

@@ -65,6 +65,7 @@ pub fn complete_attempt(
     order: &mut Order,
     payment: &mut Payment,
     siblings: &mut [Payment],
+    transaction_id: Option<String>,
     now: Timestamp,
 ) -> Result<Vec<EventDraft>, TransitionError> {
     if payment.status.is_captured() {
@@ -72,7 +73,7 @@ pub fn complete_attempt(
     }
     let paid_by_other = order.paid_by.as_ref().is_some_and(|p| *p != payment.id);
     let order_closed = matches!(order.status, OrderStatus::Cancelled | OrderStatus::Expired);
-    let mut events = vec![payment.complete(paid_by_other, order_closed, now)?];
+    let mut events = vec![payment.complete(paid_by_other, order_closed, transaction_id, now)?];
     if order.status == OrderStatus::Pending {
         events.push(order.mark_paid(&payment.id, now)?);
         for other in siblings.iter_mut().filter(|p| p.id != payment.id && p.status.is_open()) {
@@ -126,6 +127,7 @@ pub fn start_refund(
     if amount.currency() != payment.amount.currency() {
         return Err(RefundRejected::ExceedsRemaining {
             remaining_minor: payment.refundable_minor(),
+            currency: payment.amount.currency(),
         });
     }
     payment.reserve_refund(amount.minor(), now)?;
@@ -206,6 +208,7 @@ mod tests {
             amount: order.amount,
             status: PaymentStatus::Pending,
             provider_reference: None,
+            provider_transaction_id: None,
             payment_token: None,
             qr_code_data: None,
             success_url: None,
@@ -232,7 +235,7 @@ mod tests {
         let mut o = order(10_000);
         let mut a = attempt(&o);
         let mut siblings = vec![attempt(&o), attempt(&o)];
-        let events = complete_attempt(&mut o, &mut a, &mut siblings, t0()).unwrap_or_default();
+        let events = complete_attempt(&mut o, &mut a, &mut siblings, None, t0()).unwrap_or_default();
         let kinds: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(
             kinds,
@@ -252,9 +255,9 @@ mod tests {
         let mut o = order(10_000);
         let mut a = attempt(&o);
         let mut b = attempt(&o);
-        complete_attempt(&mut o, &mut a, std::slice::from_mut(&mut b), t0()).unwrap_or_default();
+        complete_attempt(&mut o, &mut a, std::slice::from_mut(&mut b), None, t0()).unwrap_or_default();
         assert_eq!(b.status, PaymentStatus::Cancelled);
-        let events = complete_attempt(&mut o, &mut b, std::slice::from_mut(&mut a), t0()).unwrap_or_default();
+        let events = complete_attempt(&mut o, &mut b, std::slice::from_mut(&mut a), None, t0()).unwrap_or_default();
         assert_eq!(events.len(), 1);
         assert_eq!(b.status, PaymentStatus::Completed);
         assert!(b.late_success && b.duplicate);
@@ -266,14 +269,14 @@ mod tests {
         let mut o = order(100);
         let mut a = attempt(&o);
         a.fail(t0()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(complete_attempt(&mut o, &mut a, &mut [], t0()).is_err());
+        assert!(complete_attempt(&mut o, &mut a, &mut [], None, t0()).is_err());
     }
 
     #[test]
     fn refunds_move_payment_and_order_to_partially_refunded_then_refunded() {
         let mut o = order(10_000);
         let mut p = attempt(&o);
-        complete_attempt(&mut o, &mut p, &mut [], t0()).unwrap_or_default();
+        complete_attempt(&mut o, &mut p, &mut [], None, t0()).unwrap_or_default();
         let half = Money::from_minor(5_000, Currency::Twd).unwrap_or_else(|_| panic!());
         for expected in [
             (PaymentStatus::PartiallyRefunded, OrderStatus::PartiallyRefunded),
@@ -347,7 +350,7 @@ mod tests {
                     Op::Processing(i) => ps.get_mut(i).and_then(|p| p.mark_processing(now).ok()).into_iter().collect(),
                     Op::Complete(i) if i < ps.len() => {
                         let mut p = ps.remove(i);
-                        let ev = complete_attempt(&mut o, &mut p, &mut ps, now).unwrap_or_default();
+                        let ev = complete_attempt(&mut o, &mut p, &mut ps, Some("tx".into()), now).unwrap_or_default();
                         ps.insert(i, p);
                         ev
                     }

@@ -130,6 +130,9 @@ pub struct VerifiedNotification {
     pub reference: String,
     /// What the provider says happened.
     pub status: ProviderStatus,
+    /// The amount the provider says moved, when the notification carries one; the server refuses
+    /// a notification whose amount differs from the payment's.
+    pub amount: Option<jinliu_domain::Money>,
     /// Whether the notification alone may change the payment; `false` for providers whose
     /// notifications prove nothing (the server then queries the provider first).
     pub trusted: bool,

@@ -74,7 +74,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if let Some(server) = &args.postgres {
         let name = format!("jl_bench_{}", uuid::Uuid::new_v4().simple());
-        let url = jinliu_store::bench::create_scratch_database(server, &name).await.map_err(|e| e.to_string())?;
+        let url = jinliu_store::bench::create_scratch_database(server, &name)
+            .await
+            .map_err(|e| e.to_string())?;
         let r = bench_backend(&args, "postgres", &url).await;
         let _ = jinliu_store::bench::drop_scratch_database(server, &name).await;
         report.push(r?);
@@ -97,14 +99,24 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     cfg.sqlite_synchronous = args.sqlite_synchronous.clone();
     let store = Store::connect(&cfg).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
-    let orders = store.seed_orders(&merchant, amount, args.orders).await.map_err(|e| e.to_string())?;
+    let orders = store
+        .seed_orders(&merchant, amount, args.orders)
+        .await
+        .map_err(|e| e.to_string())?;
 
     let main_conns = args.connections.first().copied().unwrap_or(16);
     let base_conc = if backend == "sqlite" { 1 } else { main_conns };
     eprintln!("[{backend}] baseline: raw payment+event inserts, one transaction each, {base_conc} connection(s)");
-    let (n, took) = store.baseline_inserts(Duration::from_secs(args.duration.min(5)), base_conc).await.map_err(|e| e.to_string())?;
+    let (n, took) = store
+        .baseline_inserts(Duration::from_secs(args.duration.min(5)), base_conc)
+        .await
+        .map_err(|e| e.to_string())?;
     let baseline = n as f64 / took.as_secs_f64();
-    let pgbench = if backend == "postgres" { pgbench(url, main_conns, args.duration.min(10)).await } else { None };
+    let pgbench = if backend == "postgres" {
+        pgbench(url, main_conns, args.duration.min(10)).await
+    } else {
+        None
+    };
     drop(store);
 
     let port = free_port()?;
@@ -114,7 +126,10 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let pid = child.id().ok_or("server exited")?;
     let orders = Arc::new(orders);
     let next = Arc::new(AtomicUsize::new(0));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .map_err(|e| e.to_string())?;
 
     // Warm-up: connections, statement caches, allocator.
     let _ = closed_loop(&client, &base, &orders, &next, 16, Duration::from_secs(1)).await;
@@ -122,18 +137,44 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     for &c in &args.connections {
         eprintln!("[{backend}] closed loop, {c} connections, {} s", args.duration);
         let before = proc_stats(pid);
-        let (lat, errors, took) = closed_loop(&client, &base, &orders, &next, c, Duration::from_secs(args.duration)).await;
-        runs.push(summarise(format!("closed, {c} conns"), None, lat, errors, took, before, proc_stats(pid)));
+        let (lat, errors, took) =
+            closed_loop(&client, &base, &orders, &next, c, Duration::from_secs(args.duration)).await;
+        runs.push(summarise(
+            format!("closed, {c} conns"),
+            None,
+            lat,
+            errors,
+            took,
+            before,
+            proc_stats(pid),
+        ));
     }
     let best = runs.iter().map(|r| r.achieved).fold(0.0, f64::max);
     let rate = args.rate.unwrap_or(((best * 0.7) as u64).max(50));
     eprintln!("[{backend}] open loop, {rate}/s, {} s", args.duration);
     let before = proc_stats(pid);
     let (lat, errors, took) = open_loop(&client, &base, &orders, &next, rate, Duration::from_secs(args.duration)).await;
-    runs.push(summarise(format!("open, {rate}/s"), Some(rate as f64), lat, errors, took, before, proc_stats(pid)));
+    runs.push(summarise(
+        format!("open, {rate}/s"),
+        Some(rate as f64),
+        lat,
+        errors,
+        took,
+        before,
+        proc_stats(pid),
+    ));
     let used = next.load(Ordering::Relaxed);
     let _ = child.kill().await;
-    Ok(render(backend, &runs, baseline, base_conc, pgbench, main_conns, used, orders.len()))
+    Ok(render(
+        backend,
+        &runs,
+        baseline,
+        base_conc,
+        pgbench,
+        main_conns,
+        used,
+        orders.len(),
+    ))
 }
 
 fn free_port() -> Result<u16, String> {
@@ -171,7 +212,13 @@ async fn wait_ready(base: &str) -> Result<(), String> {
 
 async fn pay(client: &reqwest::Client, base: &str, order: &OrderId) -> bool {
     let body = format!(r#"{{"orderId":"{order}","amount":"100.00","currency":"TWD"}}"#);
-    match client.post(format!("{base}/api/payments")).header("content-type", "application/json").body(body).send().await {
+    match client
+        .post(format!("{base}/api/payments"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
         Ok(r) => {
             let ok = r.status().as_u16() == 201;
             let _ = r.bytes().await;
@@ -319,7 +366,11 @@ fn summarise(
         p50: pct(0.50),
         p95: pct(0.95),
         p99: pct(0.99),
-        cpu_ms_per_req: if ok > 0 { (after.cpu_secs - before.cpu_secs) * 1000.0 / ok as f64 } else { 0.0 },
+        cpu_ms_per_req: if ok > 0 {
+            (after.cpu_secs - before.cpu_secs) * 1000.0 / ok as f64
+        } else {
+            0.0
+        },
         rss_mb: after.rss_kb as f64 / 1024.0,
     }
 }
@@ -372,21 +423,39 @@ fn render(
         s.push('\n');
     }
     if used >= seeded {
-        s.push_str(&format!("\nnote: all {seeded} seeded orders were used; runs may have stopped early (raise --orders)\n"));
+        s.push_str(&format!(
+            "\nnote: all {seeded} seeded orders were used; runs may have stopped early (raise --orders)\n"
+        ));
     }
     s
 }
 
 /// `pgbench -N` (no updates of the branch/teller tables) at `clients`, when pgbench is installed.
 async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<f64> {
-    let init = Command::new("pgbench").args(["-i", "-q", "-s", "10", url]).stdout(Stdio::null()).stderr(Stdio::null()).status().await.ok()?;
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "10", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .ok()?;
     if !init.success() {
         eprintln!("pgbench -i failed; skipping the pgbench baseline");
         return None;
     }
     eprintln!("baseline: pgbench -N -c {clients} -T {secs}");
     let out = Command::new("pgbench")
-        .args(["-N", "-n", "-c", &clients.to_string(), "-j", "2", "-T", &secs.to_string(), url])
+        .args([
+            "-N",
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            url,
+        ])
         .output()
         .await
         .ok()?;

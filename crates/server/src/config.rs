@@ -238,11 +238,11 @@ impl Config {
             "JINLIU_DB_MAX_BATCH",
             256,
         )?;
-        if !(1..=64).contains(&db_writers) || !(1..=10_000).contains(&db_max_batch) {
-            return Err(err(
-                "JINLIU_DB_WRITERS",
-                "writers must be 1–64 and JINLIU_DB_MAX_BATCH 1–10000",
-            ));
+        if !(1..=64).contains(&db_writers) {
+            return Err(err("JINLIU_DB_WRITERS", "must be 1–64"));
+        }
+        if !(1..=10_000).contains(&db_max_batch) {
+            return Err(err("JINLIU_DB_MAX_BATCH", "must be 1–10000"));
         }
         let sandbox = match pick(None, "JINLIU_SANDBOX", file.sandbox.map(|b| b.to_string())).as_deref() {
             None | Some("true" | "1" | "yes") => true,

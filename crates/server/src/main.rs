@@ -30,12 +30,18 @@ enum Command {
         /// Data directory for the embedded SQLite store [env: JINLIU_DATA_DIR] [default: ./data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Database URL; wins over --data-dir [env: DATABASE_URL].
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate {
         /// Data directory [env: JINLIU_DATA_DIR].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Database URL; wins over --data-dir [env: DATABASE_URL].
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Measure payment creation throughput and latency (see docs/performance.md).
     Bench(jinliu_server::bench::BenchArgs),
@@ -69,10 +75,16 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve {
         listen: None,
         data_dir: None,
+        database_url: None,
     }) {
-        Command::Serve { listen, data_dir } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            database_url,
+        } => {
             overrides.listen = listen;
             overrides.data_dir = data_dir;
+            overrides.database_url = database_url;
             let config = Config::load(&overrides).map_err(|e| e.to_string())?;
             jinliu_server::telemetry::init(&config.log_format);
             let listener = tokio::net::TcpListener::bind(config.listen)
@@ -96,8 +108,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
-        Command::Migrate { data_dir } => {
+        Command::Migrate { data_dir, database_url } => {
             overrides.data_dir = data_dir;
+            overrides.database_url = database_url;
             let config = Config::load(&overrides).map_err(|e| e.to_string())?;
             let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
             store.migrate().await.map_err(|e| e.to_string())?;

@@ -175,6 +175,7 @@ pub async fn create_payment(
         amount,
         status: PaymentStatus::Pending,
         provider_reference: Some(created.reference),
+        provider_transaction_id: None,
         payment_token: created.payment_token,
         qr_code_data: Some(qr.to_string()),
         success_url: req.success_url,
@@ -194,7 +195,20 @@ pub async fn create_payment(
         created_at: now,
         updated_at: now,
     };
-    Ok(app.store.create_payment(scope, payment, idem).await?)
+    let reference = payment.provider_reference.clone();
+    match app.store.create_payment(scope, payment, idem).await {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            // The provider holds a payment jinliu will never show anyone: close it there so the
+            // customer cannot pay it. Best effort; a failure here is logged, not surfaced.
+            if let Some(r) = reference
+                && let Err(cancel_err) = provider.cancel(&r).await
+            {
+                tracing::warn!(error = %cancel_err, reference = %r, "could not cancel an unrecorded provider payment");
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Cancels an open payment at the provider, then in jinliu.
@@ -218,7 +232,11 @@ pub async fn cancel_payment(
         .into());
     }
     if let (Some(provider), Some(reference)) = (app.providers.get(&payment.provider), &payment.provider_reference) {
-        provider.cancel(reference).await.map_err(provider_error)?;
+        match provider.cancel(reference).await {
+            // Unknown at the provider: nobody can pay it there, so cancelling here is safe.
+            Ok(()) | Err(ProviderError::NotFound) => {}
+            Err(e) => return Err(provider_error(e)),
+        }
     }
     Ok(app
         .store
@@ -249,19 +267,7 @@ pub async fn refund_payment(
     let (refund, payment) = app
         .store
         .start_refund(scope, id, minor, reason.clone(), app.clock.now(), start_idem)
-        .await
-        .map_err(|e| {
-            let remaining = payment.refundable_minor();
-            let api = ApiError::from(e);
-            if api.code == "refund_exceeds_remaining" {
-                api.with_raw_details(format!(
-                    r#"{{"remainingAmount":{},"currency":"{currency}"}}"#,
-                    jinliu_domain::money::format_minor(remaining, currency)
-                ))
-            } else {
-                api
-            }
-        })?;
+        .await?;
     let provider = app.providers.get(&payment.provider);
     let outcome = match (provider, &payment.provider_reference) {
         (Some(p), Some(reference)) => {
@@ -300,6 +306,7 @@ pub async fn apply_notification(
     app: &AppState,
     provider_id: &str,
     reference: &str,
+    amount: Option<Money>,
     status: ProviderStatus,
 ) -> Result<Option<Payment>, ApiError> {
     let payment = app
@@ -307,8 +314,19 @@ pub async fn apply_notification(
         .payment_by_reference(provider_id, "", reference)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
+    if let Some(a) = amount
+        && a != payment.amount
+    {
+        // A signed notification for another amount is a provider bug or an attack; money must
+        // never follow it. The operator is told; the provider gets a refusal.
+        tracing::error!(payment = %payment.id, provider = provider_id, "notification amount differs from the payment");
+        return Err(ApiError::unprocessable(
+            "notification_amount_mismatch",
+            "the notified amount differs from the payment",
+        ));
+    }
     let change = match status {
-        ProviderStatus::Succeeded { .. } => PaymentChange::Complete,
+        ProviderStatus::Succeeded { transaction_id } => PaymentChange::Complete { transaction_id },
         ProviderStatus::Failed { .. } => PaymentChange::Fail,
         ProviderStatus::Processing => PaymentChange::Processing,
         ProviderStatus::Expired => PaymentChange::Expire,

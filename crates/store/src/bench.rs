@@ -14,7 +14,12 @@ use crate::{Store, StoreError};
 impl Store {
     /// Inserts `count` pending orders of `amount` for `merchant` in large batches (bypassing
     /// units of work and events: this prepares a benchmark, it is not a business operation).
-    pub async fn seed_orders(&self, merchant: &MerchantId, amount: Money, count: usize) -> Result<Vec<OrderId>, StoreError> {
+    pub async fn seed_orders(
+        &self,
+        merchant: &MerchantId,
+        amount: Money,
+        count: usize,
+    ) -> Result<Vec<OrderId>, StoreError> {
         let mut ids = Vec::with_capacity(count);
         let now = chrono::Utc::now();
         let txn = self.read().begin().await?;
@@ -40,7 +45,9 @@ impl Store {
                 })
                 .collect();
             ids.extend(rows.iter().map(|o| o.id.clone()));
-            orders::Entity::insert_many(rows.iter().map(order_to_row)).exec_without_returning(&txn).await?;
+            orders::Entity::insert_many(rows.iter().map(order_to_row))
+                .exec_without_returning(&txn)
+                .await?;
             left -= n;
         }
         txn.commit().await?;
@@ -50,7 +57,11 @@ impl Store {
     /// The baseline: for `duration`, `concurrency` tasks each insert one payment row and one
     /// event row per transaction, straight through the driver (no batching, no HTTP). Returns how
     /// many transactions committed and how long it took.
-    pub async fn baseline_inserts(&self, duration: Duration, concurrency: usize) -> Result<(u64, Duration), StoreError> {
+    pub async fn baseline_inserts(
+        &self,
+        duration: Duration,
+        concurrency: usize,
+    ) -> Result<(u64, Duration), StoreError> {
         let start = Instant::now();
         let deadline = start + duration;
         let mut tasks = Vec::new();
@@ -90,6 +101,7 @@ async fn insert_payment_and_event<C: ConnectionTrait>(conn: &C) -> Result<(), St
         currency: Set("TWD".into()),
         status: Set("pending".into()),
         provider_reference: Set(Some(id.to_string())),
+        provider_transaction_id: Set(None),
         payment_token: Set(Some("tok".into())),
         qr_code_data: Set(Some(r#"{"url":"http://127.0.0.1/"}"#.into())),
         client_secret: Set(format!("{id}_secret_baseline")),
@@ -138,14 +150,20 @@ pub async fn create_scratch_database(server_url: &str, name: &str) -> Result<Str
 pub async fn drop_scratch_database(server_url: &str, name: &str) -> Result<(), StoreError> {
     check_name(name)?;
     let admin = Database::connect(server_url).await?;
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
     let _ = admin.close().await;
     Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
     // Interpolated into DDL (identifiers cannot be bound), so only [a-z0-9_] is allowed.
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         return Err(StoreError::Config(format!("bad database name {name:?}")));
     }
     Ok(())

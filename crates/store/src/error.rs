@@ -28,6 +28,13 @@ pub enum StoreError {
     /// Units of work retry this themselves; it only escapes after several tries.
     #[error("the object was changed concurrently; retry")]
     Conflict,
+    /// The database rolled back the whole shared transaction (a MySQL/MariaDB deadlock does this,
+    /// unlike PostgreSQL, which only fails the statement): nothing of the batch was written.
+    #[error("the transaction was rolled back by the database; retry")]
+    TransactionAborted,
+    /// A unit of work panicked (a bug); it was rolled back.
+    #[error("a unit of work failed unexpectedly")]
+    Panicked,
     /// Another request with the same idempotency key committed first.
     #[error("another request with this idempotency key finished first")]
     IdempotencyRace,
@@ -63,7 +70,9 @@ impl StoreError {
 
 impl From<sea_orm::DbErr> for StoreError {
     fn from(e: sea_orm::DbErr) -> Self {
-        if is_concurrency_failure(&e) {
+        if is_whole_transaction_rollback(&e) {
+            StoreError::TransactionAborted
+        } else if is_concurrency_failure(&e) {
             StoreError::Conflict
         } else {
             StoreError::Database(Arc::new(e))
@@ -71,13 +80,28 @@ impl From<sea_orm::DbErr> for StoreError {
     }
 }
 
-/// Deadlocks, serialization failures and lock timeouts: the database asks us to try again.
-fn is_concurrency_failure(e: &sea_orm::DbErr) -> bool {
+fn database_error(e: &sea_orm::DbErr) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
     use sea_orm::{DbErr, RuntimeErr};
     let (DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner))) = e else {
-        return false;
+        return None;
     };
-    let sqlx::Error::Database(db) = inner.as_ref() else {
+    match inner.as_ref() {
+        sqlx::Error::Database(db) => Some(db.as_ref()),
+        _ => None,
+    }
+}
+
+/// InnoDB answers a deadlock (1213) by rolling back the entire transaction, savepoints included,
+/// so the shared batch cannot continue.
+fn is_whole_transaction_rollback(e: &sea_orm::DbErr) -> bool {
+    database_error(e)
+        .and_then(|db| db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|m| m.number() == 1213)
+}
+
+/// Deadlocks, serialization failures and lock timeouts: the database asks us to try again.
+fn is_concurrency_failure(e: &sea_orm::DbErr) -> bool {
+    let Some(db) = database_error(e) else {
         return false;
     };
     match db.code().as_deref() {

@@ -14,8 +14,9 @@ use crate::{Store, StoreError};
 /// How long a key is remembered.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// An HTTP answer as stored: status and JSON body. Never holds a secret (the server renders a
-/// replay-safe body).
+/// An HTTP answer as stored: status and JSON body. It may hold what the API lets the same caller
+/// read back anyway (a payment's client secret); it never holds a secret that is shown only once
+/// (API keys and webhook secrets of later issues are rendered without it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
     /// HTTP status.
@@ -124,15 +125,21 @@ async fn write<C: ConnectionTrait>(
     now_ms: i64,
     response: Option<StoredResponse>,
 ) -> Result<(), StoreError> {
-    // Make room: an expired record, or this same request's own in-flight marker.
+    // Make room: an expired record, and — only when finishing — this request's own in-flight
+    // marker. Marking in flight never replaces a live marker, so a second node running the same
+    // key collides on the primary key instead of repeating the work.
+    let own_marker = row::Column::State
+        .eq(IN_FLIGHT)
+        .and(row::Column::RequestHash.eq(request_hash));
+    let stale = if response.is_some() {
+        row::Column::ExpiresAt.lt(now_ms).or(own_marker)
+    } else {
+        row::Column::ExpiresAt.lt(now_ms)
+    };
     row::Entity::delete_many()
         .filter(row::Column::Scope.eq(scope))
         .filter(row::Column::IdemKey.eq(key))
-        .filter(
-            row::Column::ExpiresAt.lt(now_ms).or(row::Column::State
-                .eq(IN_FLIGHT)
-                .and(row::Column::RequestHash.eq(request_hash))),
-        )
+        .filter(stale)
         .exec(conn)
         .await?;
     let (state, status, body) = match response {

@@ -53,7 +53,7 @@ impl Backend {
             Ok(Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Backend::Postgres)
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        } else if url.starts_with("mysql://") {
             Ok(Backend::MySql)
         } else {
             Err(StoreError::Config(
@@ -75,7 +75,7 @@ impl Backend {
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `sqlite://path?mode=rwc`, `postgres://…` or `mysql://…`.
+    /// `sqlite://path?mode=rwc`, `postgres://…` or `mysql://…` (also for MariaDB).
     pub url: String,
     /// Most units of work per shared commit.
     pub max_batch: usize,

@@ -64,6 +64,7 @@ enum Payments {
     Currency,
     Status,
     ProviderReference,
+    ProviderTransactionId,
     PaymentToken,
     QrCodeData,
     ClientSecret,
@@ -217,6 +218,7 @@ impl MigrationTrait for M0001Initial {
                 .col(str_col(Payments::Currency, 3))
                 .col(str_col(Payments::Status, 32))
                 .col(str_null(Payments::ProviderReference, 128))
+                .col(str_null(Payments::ProviderTransactionId, 128))
                 .col(str_null(Payments::PaymentToken, 128))
                 .col(text_null(Payments::QrCodeData))
                 .col(str_col(Payments::ClientSecret, 160))

@@ -15,12 +15,15 @@ use crate::{Scope, Store, StoreError};
 
 /// A transition of a payment, decided by a provider answer, a notification, the merchant or the
 /// clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentChange {
     /// The customer started paying.
     Processing,
     /// The provider confirmed the money (pays the order, cancels sibling attempts).
-    Complete,
+    Complete {
+        /// The provider's transaction id, when it gave one.
+        transaction_id: Option<String>,
+    },
     /// The provider declined.
     Fail,
     /// The payment window passed.
@@ -109,13 +112,13 @@ impl Store {
     ) -> Result<Payment, StoreError> {
         let (scope, id) = (scope.cloned(), id.clone());
         let w = work(move |txn| {
-            let (scope, id) = (scope.clone(), id.clone());
+            let (scope, id, change) = (scope.clone(), id.clone(), change.clone());
             Box::pin(async move {
                 let mut payment = load_payment(txn, scope.as_ref(), id.as_str()).await?;
                 let payment_version = payment.version;
                 let mut events = Vec::new();
                 match change {
-                    PaymentChange::Complete => {
+                    PaymentChange::Complete { transaction_id } => {
                         let mut order = load_order(txn, None, payment.order_id.as_str()).await?;
                         let order_version = order.version;
                         let mut siblings: Vec<Payment> = load_attempts(txn, &order.id)
@@ -124,7 +127,7 @@ impl Store {
                             .filter(|p| p.id != payment.id)
                             .collect();
                         let sibling_versions: Vec<i64> = siblings.iter().map(|p| p.version).collect();
-                        events = complete_attempt(&mut order, &mut payment, &mut siblings, now)?;
+                        events = complete_attempt(&mut order, &mut payment, &mut siblings, transaction_id, now)?;
                         if order.version != order_version {
                             update_order(txn, &order, order_version).await?;
                         }

@@ -52,6 +52,7 @@ impl Store {
                     } else {
                         RefundRejected::ExceedsRemaining {
                             remaining_minor: payment.refundable_minor(),
+                            currency: payment.amount.currency(),
                         }
                     }
                 })?;

@@ -45,6 +45,8 @@ const MAX_ATTEMPTS: usize = 5;
 #[async_trait::async_trait]
 trait Job: Send {
     async fn run(&mut self, txn: &DatabaseTransaction);
+    /// The database rolled back the whole transaction while this unit ran.
+    fn aborted_transaction(&self) -> bool;
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
@@ -101,10 +103,15 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         self.outcome = Some(outcome);
     }
 
+    fn aborted_transaction(&self) -> bool {
+        matches!(self.outcome, Some(Err(StoreError::TransactionAborted)))
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let result = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
-            (Ok(()), None) => Err(StoreError::Closed),
+            // No outcome: the unit panicked and was abandoned.
+            (Ok(()), None) => Err(StoreError::Panicked),
             // The shared commit failed: a unit that had failed on its own keeps its own error
             // (nothing of it was to be written anyway); the others report the commit failure.
             (Err(_), Some(Err(own))) => Err(own),
@@ -241,12 +248,24 @@ impl WriterLoop {
             if AssertUnwindSafe(job.run(&txn)).catch_unwind().await.is_err() {
                 tracing::error!("a unit of work panicked; it is answered with an error");
             }
+            if job.aborted_transaction() {
+                // Everything before this unit was rolled back with it: nobody in this batch may
+                // be told "done". They all get a retryable error and nothing is committed.
+                tracing::warn!(units = batch.len(), "the database rolled back the shared transaction");
+                let _ = txn.rollback().await;
+                for job in batch {
+                    job.finish(Err(StoreError::TransactionAborted));
+                }
+                return;
+            }
         }
         let commit = txn.commit().await.map_err(StoreError::from);
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, units = batch.len(), "group commit failed");
+        match &commit {
+            Ok(()) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, units = batch.len(), "group commit failed"),
         }
-        self.commits.fetch_add(1, Ordering::Relaxed);
         self.units.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for job in batch {
             job.finish(commit.clone());

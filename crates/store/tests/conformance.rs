@@ -53,6 +53,7 @@ conformance!(
     orders_list_newest_first_with_filters_pages_and_cursors,
     another_merchants_objects_are_invisible,
     a_refund_that_fails_at_the_provider_releases_its_reservation,
+    a_key_in_flight_on_one_node_cannot_be_started_on_another,
 );
 
 fn scope() -> Scope {
@@ -84,6 +85,7 @@ fn attempt(order: &Order, amount: Money, now: Timestamp) -> Payment {
     Payment {
         client_secret: new_client_secret(&id),
         provider_reference: Some(format!("ref-{id}")),
+        provider_transaction_id: None,
         id,
         merchant_id: order.merchant_id.clone(),
         order_id: order.id.clone(),
@@ -126,7 +128,15 @@ async fn paid_order(store: &Store, major: i64) -> (Order, Payment) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let p = store
-        .change_payment(None, &p.id, PaymentChange::Complete, now, None)
+        .change_payment(
+            None,
+            &p.id,
+            PaymentChange::Complete {
+                transaction_id: Some("tx-1".into()),
+            },
+            now,
+            None,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (order, p)
@@ -202,10 +212,19 @@ async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_comm
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let a = store
-        .change_payment(None, &a.id, PaymentChange::Complete, now, None)
+        .change_payment(
+            None,
+            &a.id,
+            PaymentChange::Complete {
+                transaction_id: Some("tx-1".into()),
+            },
+            now,
+            None,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((a.status, a.version), (PaymentStatus::Completed, 2));
+    assert_eq!(a.provider_transaction_id.as_deref(), Some("tx-1"));
     let order = store
         .order(&s, &order.id)
         .await
@@ -223,13 +242,29 @@ async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_comm
     assert_eq!(b_now.status, PaymentStatus::Cancelled);
     // The customer paid the cancelled attempt anyway: real money, kept and flagged.
     let b_late = store
-        .change_payment(None, &b.id, PaymentChange::Complete, now, None)
+        .change_payment(
+            None,
+            &b.id,
+            PaymentChange::Complete {
+                transaction_id: Some("tx-1".into()),
+            },
+            now,
+            None,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(b_late.late_success && b_late.duplicate);
     // A repeated confirmation changes nothing.
     let again = store
-        .change_payment(None, &a.id, PaymentChange::Complete, now, None)
+        .change_payment(
+            None,
+            &a.id,
+            PaymentChange::Complete {
+                transaction_id: Some("tx-1".into()),
+            },
+            now,
+            None,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.version, 2);
@@ -584,4 +619,21 @@ async fn a_refund_that_fails_at_the_provider_releases_its_reservation(store: Sto
     assert_eq!((o.status, o.refunded_minor), (OrderStatus::Refunded, 10_000));
     let err = store.start_refund(&s, &p.id, Some(1), None, now, None).await.err();
     assert!(matches!(err, Some(StoreError::Refund(_))), "{err:?}");
+}
+
+async fn a_key_in_flight_on_one_node_cannot_be_started_on_another(store: Store, url: String) {
+    let s = scope();
+    let (_, p) = paid_order(&store, 10).await;
+    let now = Utc::now();
+    store
+        .start_refund(&s, &p.id, Some(100), None, now, Some(idem("same", "h", false)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let node_b = open(&url).await;
+    let err = node_b
+        .start_refund(&s, &p.id, Some(100), None, now, Some(idem("same", "h", false)))
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::IdempotencyRace)), "{err:?}");
+    assert_eq!(store.refunds_for_payment(&s, &p.id).await.unwrap_or_default().len(), 1);
 }

@@ -93,9 +93,16 @@ impl PaymentProvider for TestProvider {
             "processing" => ProviderStatus::Processing,
             other => return Err(ProviderError::BadNotification(format!("unknown status {other:?}"))),
         };
+        let currency: jinliu_domain::Currency = body
+            .currency
+            .parse()
+            .map_err(|e| ProviderError::BadNotification(format!("currency: {e}")))?;
+        let amount = jinliu_domain::Money::parse_major(&body.amount, currency, i64::MAX / 1000)
+            .map_err(|e| ProviderError::BadNotification(format!("amount: {e}")))?;
         Ok(VerifiedNotification {
             reference: body.reference,
             status,
+            amount: Some(amount),
             trusted: true,
             ack: "OK".into(),
         })

@@ -227,7 +227,9 @@ pub struct PaymentDto {
     pub qr_code_data: Option<String>,
     /// Unlocks this payment's public view for the browser.
     pub client_secret: String,
-    /// The provider's transaction id.
+    /// The provider's id for this payment.
+    pub provider_reference: Option<String>,
+    /// The provider's transaction id, once the money moved.
     pub provider_transaction_id: Option<String>,
     /// Seed 004's name for it, on Octopus payments.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,9 +283,10 @@ impl From<&Payment> for PaymentDto {
             payment_token: p.payment_token.clone(),
             qr_code_data: p.qr_code_data.clone(),
             client_secret: p.client_secret.clone(),
-            provider_transaction_id: p.provider_reference.clone(),
+            provider_reference: p.provider_reference.clone(),
+            provider_transaction_id: p.provider_transaction_id.clone(),
             octopus_transaction_id: (p.provider == "octopus")
-                .then(|| p.provider_reference.clone())
+                .then(|| p.provider_transaction_id.clone())
                 .flatten(),
             refunded_amount: (p.refunded_minor, cur),
             late_success: p.late_success,

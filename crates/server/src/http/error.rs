@@ -163,12 +163,18 @@ impl From<StoreError> for ApiError {
                 format!("a payment that is {status} cannot be refunded"),
             )
             .with_details(json!({ "paymentStatus": status })),
-            StoreError::Refund(RefundRejected::ExceedsRemaining { remaining_minor }) => ApiError::unprocessable(
+            StoreError::Refund(RefundRejected::ExceedsRemaining {
+                remaining_minor,
+                currency,
+            }) => ApiError::unprocessable(
                 "refund_exceeds_remaining",
                 "refund amount exceeds the remaining refundable amount",
             )
-            .with_details(json!({ "remainingMinor": remaining_minor })),
-            StoreError::Conflict => ApiError::new(
+            .with_raw_details(format!(
+                r#"{{"remainingAmount":{},"currency":"{currency}"}}"#,
+                jinliu_domain::money::format_minor(remaining_minor, currency)
+            )),
+            StoreError::Conflict | StoreError::TransactionAborted => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
                 "the object was changed concurrently; retry the request",

@@ -116,3 +116,24 @@ where
         }))
     }
 }
+
+/// A raw body (for signature checks), with the same 413 answer as JSON bodies.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body is larger than 1 MiB",
+                )
+            } else {
+                ApiError::bad_request("could not read the request body")
+            }
+        })
+    }
+}

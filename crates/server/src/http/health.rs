@@ -22,11 +22,13 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         Ok(()) => Json(json!({ "status": "ready", "database": app.store.backend().name() })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
+            let mut resp = (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "status": "unavailable", "database": app.store.backend().name() })),
             )
-                .into_response()
+                .into_response();
+            resp.extensions_mut().insert(super::PublicBody);
+            resp
         }
     }
 }

@@ -61,18 +61,31 @@ pub fn router(app: AppState) -> Router {
     if let Some(sandbox) = &app.sandbox {
         r = r.nest_service("/sandbox/test", sandbox.clone().router());
     }
-    r.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(app)
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(middleware::from_fn(server_errors))
+    with_middleware(
+        r.fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(app),
+    )
+}
+
+/// The layers every route gets: request ids, tracing, panic capture, 5xx scrubbing, body limit.
+/// Order matters: the panic catcher sits inside the 5xx scrubber, so a panic's answer gets the
+/// request id like every other 5xx.
+fn with_middleware(r: Router) -> Router {
+    r.layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
+        .layer(middleware::from_fn(server_errors))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
+
+/// Marks a 5xx response whose body is public by design (the readiness probe's), so the scrubber
+/// leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicBody;
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
@@ -125,4 +138,53 @@ async fn server_errors(req: Request, next: Next) -> Response {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn call(router: Router) -> (StatusCode, Option<String>, serde_json::Value) {
+        let req = Request::builder().uri("/boom").body(Body::empty()).unwrap_or_default();
+        let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
+        let status = resp.status();
+        let id = resp
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        (status, id, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_500_that_carries_the_request_id_and_nothing_else() {
+        let router = with_middleware(Router::new().route(
+            "/boom",
+            get(|| async {
+                let secret: Option<&str> = None;
+                secret.expect("database password is hunter2")
+            }),
+        ));
+        let (status, id, body) = call(router).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert_eq!(body["error"]["requestId"].as_str(), id.as_deref());
+        assert!(!body.to_string().contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_keeps_its_stable_code_but_not_its_cause() {
+        let router = with_middleware(
+            Router::new().route("/boom", get(|| async { ApiError::internal("disk full at /var/lib/x") })),
+        );
+        let (status, _, body) = call(router).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["message"], "internal error");
+        assert!(!body.to_string().contains("/var/lib"));
+        assert!(body["error"].get("details").is_none());
+    }
 }

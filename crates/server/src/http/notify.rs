@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use jinliu_providers::{InboundNotification, ProviderError};
 
 use super::error::ApiError;
+use super::extract::RawBody;
 use crate::service;
 use crate::state::AppState;
 
@@ -23,7 +24,7 @@ pub async fn for_provider(
     State(app): State<AppState>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     handle(&app, &provider, &headers, body).await
 }
@@ -32,7 +33,11 @@ pub async fn for_provider(
 #[utoipa::path(post, path = "/api/payments/notify", tag = "notifications",
     request_body(content = String, description = "JSON with a provider field; X-Signature header", content_type = "application/json"),
     responses((status = 200, description = "Acknowledged"), (status = 401, description = "Bad signature")))]
-pub async fn seed(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn seed(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     #[derive(serde::Deserialize)]
     struct Named {
         provider: String,
@@ -78,6 +83,6 @@ async fn handle(app: &AppState, provider_id: &str, headers: &HeaderMap, body: By
             )
         })?
     };
-    service::apply_notification(app, provider_id, &verified.reference, status).await?;
+    service::apply_notification(app, provider_id, &verified.reference, verified.amount, status).await?;
     Ok((StatusCode::OK, verified.ack).into_response())
 }

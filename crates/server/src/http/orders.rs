@@ -235,9 +235,10 @@ fn parse_new_order(app: &AppState, scope: &jinliu_store::Scope, b: CreateOrderBo
             "items_total_mismatch",
             "totalAmount must equal the sum of quantity × unitPrice",
         )
-        .with_details(
-            json!({ "itemsTotal": jinliu_domain::money::format_minor(sum, currency), "currency": currency }),
-        ));
+        .with_raw_details(format!(
+            r#"{{"itemsTotal":{},"currency":"{currency}"}}"#,
+            jinliu_domain::money::format_minor(sum, currency)
+        )));
     }
     Ok(NewOrder {
         merchant_id: scope.merchant_id.clone(),

@@ -44,7 +44,15 @@ async fn an_octopus_order_is_paid_in_the_sandbox_and_refunded_in_two_parts() {
     let done = app.get(&format!("/api/payments/{}", pay.id())).await;
     assert_eq!(done.data()["status"], "completed");
     assert!(done.data()["completedAt"].is_string());
-    assert!(done.data()["octopusTransactionId"].is_string());
+    let tx = done.data()["providerTransactionId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        tx.starts_with("sbx_tx_"),
+        "the provider's transaction id is kept: {tx:?}"
+    );
+    assert_eq!(done.data()["octopusTransactionId"], tx.as_str());
     assert_eq!(
         app.get(&format!("/api/orders/{}", order.id())).await.data()["status"],
         "paid"
@@ -258,7 +266,7 @@ async fn a_notification_with_a_bad_signature_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
     let order = app.order("5", "HKD").await;
     let p = app.payment(&order, "5", "HKD").await;
-    let body = json!({ "provider": "octopus", "reference": p.data()["providerTransactionId"], "paymentId": p.id(),
+    let body = json!({ "provider": "octopus", "reference": p.data()["providerReference"], "paymentId": p.id(),
         "status": "succeeded", "transactionId": "x", "amount": "5.00", "currency": "HKD", "timestamp": chrono::Utc::now().timestamp() });
     let forged = app
         .send(
@@ -275,6 +283,50 @@ async fn a_notification_with_a_bad_signature_is_refused_and_changes_nothing() {
         app.get(&format!("/api/payments/{}", p.id())).await.data()["status"],
         "pending"
     );
+}
+
+#[tokio::test]
+async fn a_signed_notification_for_another_amount_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let order = app.order("5", "HKD").await;
+    let p = app.payment(&order, "5", "HKD").await;
+    let body = json!({ "provider": "octopus", "reference": p.data()["providerReference"], "paymentId": p.id(),
+        "status": "succeeded", "transactionId": "x", "amount": "0.50", "currency": "HKD", "timestamp": chrono::Utc::now().timestamp() })
+    .to_string();
+    let secret = app
+        .state
+        .sandbox
+        .as_ref()
+        .map(|s| s.secret().to_vec())
+        .unwrap_or_default();
+    let signature = jinliu_providers::test::sign::sign(&secret, body.as_bytes());
+    let a = app
+        .send(
+            app.http
+                .post(format!("{}/api/payments/notify/octopus", app.base))
+                .header("content-type", "application/json")
+                .header("x-signature", signature)
+                .body(body),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (422, "notification_amount_mismatch"));
+    assert_eq!(
+        app.get(&format!("/api/payments/{}", p.id())).await.data()["status"],
+        "pending"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_notification_gets_a_json_413() {
+    let app = spawn_app().await;
+    let a = app
+        .post_raw(
+            "/api/payments/notify/kpay",
+            "application/json",
+            vec![b' '; 1024 * 1024 + 1],
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (413, "payload_too_large"));
 }
 
 #[tokio::test]

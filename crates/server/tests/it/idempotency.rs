@@ -37,6 +37,8 @@ async fn a_refusal_after_the_store_ran_is_kept_but_a_validation_error_is_not() {
     assert_eq!(over.code(), "refund_exceeds_remaining");
     let again = app.post_with_key(&path, "r1", json!({ "amount": 11 })).await;
     assert!(again.replayed, "a business refusal is replayed");
+    assert_eq!(again.text, over.text, "the replay is the first answer, byte for byte");
+    assert_eq!(over.amount("remainingAmount"), "10.00");
     let invalid = app.post_with_key(&path, "r2", json!({ "amount": "x" })).await;
     assert_eq!(invalid.code(), "invalid_amount");
     assert_eq!(

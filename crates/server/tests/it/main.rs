@@ -17,6 +17,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub store: Store,
+    pub state: jinliu_server::state::AppState,
     _db: TestDb,
     _shutdown: oneshot::Sender<()>,
 }
@@ -73,6 +74,7 @@ pub async fn spawn_app() -> TestApp {
         .unwrap_or_else(|e| panic!("store: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
     let app = jinliu_server::build_with_store(config, store.clone());
+    let state = app.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(jinliu_server::serve(listener, app, async move {
         let _ = rx.await;
@@ -81,6 +83,7 @@ pub async fn spawn_app() -> TestApp {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
         store,
+        state,
         _db: db,
         _shutdown: tx,
     }

@@ -18,6 +18,7 @@ pub struct Model {
     pub currency: String,
     pub status: String,
     pub provider_reference: Option<String>,
+    pub provider_transaction_id: Option<String>,
     pub payment_token: Option<String>,
     pub qr_code_data: Option<String>,
     pub client_secret: String,
