@@ -83,7 +83,28 @@ pub async fn serve(
     app: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(app))
+    let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let result = axum::serve(listener, http::router(app))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    housekeeping.abort();
+    result
+}
+
+/// Deletes idempotency records past their 24 hours, once an hour. Idempotent, so several nodes
+/// doing it at once is harmless and needs no lease.
+async fn housekeeping(app: AppState) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match app
+            .store
+            .purge_expired_idempotency_keys(app.clock.now().timestamp_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        }
+    }
 }

@@ -92,8 +92,14 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     if let Some(idem) = self.idem.take() {
                         // A business refusal is the request's answer and is kept with its key;
                         // if keeping it fails the refusal is still returned, just not stored.
-                        if let Err(store_err) = idempotency::record_failure(txn, idem, &e).await {
-                            tracing::warn!(error = %store_err, "could not store the idempotent refusal");
+                        match idempotency::record_failure(txn, idem, &e).await {
+                            Ok(()) => {}
+                            // The database threw the whole batch away: say so, so the writer
+                            // aborts the batch instead of carrying on outside a transaction.
+                            Err(StoreError::TransactionAborted) => break Err(StoreError::TransactionAborted),
+                            Err(store_err) => {
+                                tracing::warn!(error = %store_err, "could not store the idempotent refusal")
+                            }
                         }
                     }
                     break Err(e);

@@ -77,7 +77,15 @@ fn with_middleware(r: Router) -> Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(middleware::from_fn(server_errors))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+            // Every log line of a request carries its id, the one 5xx answers show the client.
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -110,24 +118,31 @@ async fn server_errors(req: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_owned();
     let resp = next.run(req).await;
-    if !resp.status().is_server_error() {
+    if !resp.status().is_server_error() || resp.extensions().get::<PublicBody>().is_some() {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let original: Option<serde_json::Value> = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let (code, message) = original
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(|e| {
-            Some((
-                e.get("code")?.as_str()?.to_owned(),
-                e.get("message")?.as_str()?.to_owned(),
-            ))
-        })
-        .unwrap_or_else(|| ("internal_error".into(), "internal error".into()));
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let original: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    let known = original.as_ref().and_then(|v| v.get("error")).and_then(|e| {
+        Some((
+            e.get("code")?.as_str()?.to_owned(),
+            e.get("message")?.as_str()?.to_owned(),
+        ))
+    });
+    let (code, message) = match known {
+        Some(k) => k,
+        None => {
+            // Not an ApiError (a layer's or a nested service's own answer): keep it for the
+            // operator, send the client nothing of it.
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).into_owned();
+            tracing::error!(status = parts.status.as_u16(), request_id = %request_id, body = %text, "server error");
+            ("internal_error".into(), "internal error".into())
+        }
+    };
+    if code == "internal_error" {
+        tracing::error!(status = parts.status.as_u16(), request_id = %request_id, "answered internal_error");
+    }
     let body = json!({
         "success": false,
         "error": { "code": code, "message": message, "requestId": request_id },
@@ -183,5 +198,23 @@ mod tests {
         assert_eq!(body["error"]["message"], "internal error");
         assert!(!body.to_string().contains("/var/lib"));
         assert!(body["error"].get("details").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_public_5xx_body_such_as_the_readiness_probe_s_is_left_alone() {
+        async fn probe() -> Response {
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "unavailable" })),
+            )
+                .into_response();
+            r.extensions_mut().insert(PublicBody);
+            r
+        }
+        let (status, _, body) = call(with_middleware(Router::new().route("/boom", get(probe)))).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/api/payments/notify/{provider}", tag = "notifications",
     params(("provider" = String, Path, description = "Provider id")),
     request_body(content = String, description = "The provider's own format; signed", content_type = "application/json"),
-    responses((status = 200, description = "Acknowledged in the provider's format"), (status = 401, description = "Bad signature")))]
+    responses((status = 200, description = "Acknowledged in the provider's format"), (status = 401, description = "Bad signature"), (status = 413, description = "Body over 1 MiB"), (status = 422, description = "Amount differs from the payment")))]
 pub async fn for_provider(
     State(app): State<AppState>,
     Path(provider): Path<String>,
@@ -32,7 +32,7 @@ pub async fn for_provider(
 /// Seed 000's path: the provider is named in the JSON body.
 #[utoipa::path(post, path = "/api/payments/notify", tag = "notifications",
     request_body(content = String, description = "JSON with a provider field; X-Signature header", content_type = "application/json"),
-    responses((status = 200, description = "Acknowledged"), (status = 401, description = "Bad signature")))]
+    responses((status = 200, description = "Acknowledged"), (status = 401, description = "Bad signature"), (status = 413, description = "Body over 1 MiB"), (status = 422, description = "Amount differs from the payment")))]
 pub async fn seed(
     State(app): State<AppState>,
     headers: HeaderMap,
