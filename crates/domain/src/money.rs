@@ -192,6 +192,11 @@ pub fn serialize_minor<S: Serializer>(minor: i64, currency: Currency, s: S) -> R
     raw.serialize(s)
 }
 
+/// `serialize_with` helper for a `(minor units, currency)` field: a major-unit JSON number.
+pub fn serialize_amount<S: Serializer>(v: &(i64, Currency), s: S) -> Result<S::Ok, S::Error> {
+    serialize_minor(v.0, v.1, s)
+}
+
 fn parse_minor(text: &str, currency: Currency) -> Result<i64, AmountError> {
     let text = text.trim();
     let (negative, digits) = match text.strip_prefix('-') {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventDraft, EventType};
-use crate::money::{Currency, serialize_minor};
+use crate::money::Currency;
 use crate::{MerchantId, Money, OrderId, PaymentId, Timestamp, TransitionError};
 
 /// Where a payment stands.
@@ -161,18 +161,14 @@ struct PaymentEventData<'a> {
     order_id: &'a OrderId,
     provider: &'a str,
     status: &'static str,
-    #[serde(serialize_with = "ser_amount")]
+    #[serde(serialize_with = "crate::money::serialize_amount")]
     amount: (i64, Currency),
     currency: Currency,
-    #[serde(serialize_with = "ser_amount")]
+    #[serde(serialize_with = "crate::money::serialize_amount")]
     refunded_amount: (i64, Currency),
     late_success: bool,
     duplicate: bool,
     version: i64,
-}
-
-fn ser_amount<S: serde::Serializer>(v: &(i64, Currency), s: S) -> Result<S::Ok, S::Error> {
-    serialize_minor(v.0, v.1, s)
 }
 
 impl Payment {

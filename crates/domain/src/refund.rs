@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventDraft, EventType};
-use crate::money::{Currency, serialize_minor};
+use crate::money::Currency;
 use crate::{MerchantId, Money, PaymentId, RefundId, Timestamp, TransitionError};
 
 /// Where a refund stands.
@@ -69,14 +69,10 @@ struct RefundEventData<'a> {
     id: &'a RefundId,
     payment_id: &'a PaymentId,
     status: &'static str,
-    #[serde(serialize_with = "ser_amount")]
+    #[serde(serialize_with = "crate::money::serialize_amount")]
     amount: (i64, Currency),
     currency: Currency,
     version: i64,
-}
-
-fn ser_amount<S: serde::Serializer>(v: &(i64, Currency), s: S) -> Result<S::Ok, S::Error> {
-    serialize_minor(v.0, v.1, s)
 }
 
 impl Refund {

@@ -1,7 +1,7 @@
 //! Wire types: request bodies as the two seeds send them, and response bodies. Kept apart from
 //! domain types; conversion happens at the edge (here and in the handlers).
 
-use jinliu_domain::money::serialize_minor;
+use jinliu_domain::money::{serialize_amount, serialize_minor};
 use jinliu_domain::{Currency, MajorAmount, Order, Payment, Refund, format_time};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
@@ -93,11 +93,6 @@ pub struct RefundBody {
 #[serde(deny_unknown_fields)]
 pub struct EmptyBody {}
 
-/// Serialises `(minor, currency)` as a major-unit JSON number with the currency's decimals.
-fn amount<S: Serializer>(v: &(i64, Currency), s: S) -> Result<S::Ok, S::Error> {
-    serialize_minor(v.0, v.1, s)
-}
-
 /// An order as returned.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -109,7 +104,7 @@ pub struct OrderDto {
     /// Free text.
     pub description: Option<String>,
     /// Major units with the currency's decimals.
-    #[serde(serialize_with = "amount")]
+    #[serde(serialize_with = "serialize_amount")]
     #[schema(value_type = f64)]
     pub amount: (i64, Currency),
     /// ISO 4217.
@@ -129,7 +124,7 @@ pub struct OrderDto {
     /// The payment that paid it.
     pub paid_by: Option<String>,
     /// Refunded so far.
-    #[serde(serialize_with = "amount")]
+    #[serde(serialize_with = "serialize_amount")]
     #[schema(value_type = f64)]
     pub refunded_amount: (i64, Currency),
     /// Test or live.
@@ -213,7 +208,7 @@ pub struct PaymentDto {
     /// Payment method.
     pub method: String,
     /// Major units.
-    #[serde(serialize_with = "amount")]
+    #[serde(serialize_with = "serialize_amount")]
     #[schema(value_type = f64)]
     pub amount: (i64, Currency),
     /// ISO 4217.
@@ -235,7 +230,7 @@ pub struct PaymentDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub octopus_transaction_id: Option<String>,
     /// Refunded so far.
-    #[serde(serialize_with = "amount")]
+    #[serde(serialize_with = "serialize_amount")]
     #[schema(value_type = f64)]
     pub refunded_amount: (i64, Currency),
     /// Completed after jinliu had expired or cancelled it.
@@ -316,7 +311,7 @@ pub struct RefundDto {
     /// The refunded payment.
     pub payment_id: String,
     /// Major units.
-    #[serde(serialize_with = "amount")]
+    #[serde(serialize_with = "serialize_amount")]
     #[schema(value_type = f64)]
     pub amount: (i64, Currency),
     /// ISO 4217.
