@@ -1,8 +1,8 @@
 //! Writes shared by the units of work: compare-and-set updates and outbox inserts.
 
 use jinliu_domain::{EventDraft, EventId, MerchantId, Order, Payment, Refund, Timestamp};
-use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::StoreError;
 use crate::convert::{ms, order_to_row, payment_to_row, refund_to_row};
@@ -36,18 +36,23 @@ pub(crate) async fn insert_events<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Updates an order only if nobody changed it since it was read at `expected_version`.
-pub(crate) async fn update_order<C: ConnectionTrait>(
+/// Writes `row` only if the stored row still has `expected_version`: the compare-and-set that
+/// makes concurrent writers (other batches, other nodes) notice each other.
+async fn compare_and_set<C, A>(
     conn: &C,
-    o: &Order,
-    expected_version: i64,
-) -> Result<(), StoreError> {
-    let mut row = order_to_row(o);
-    row.id = NotSet;
-    let res = orders::Entity::update_many()
+    mut row: A,
+    (id_col, id): (<A::Entity as EntityTrait>::Column, &str),
+    (version_col, expected_version): (<A::Entity as EntityTrait>::Column, i64),
+) -> Result<(), StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+{
+    row.not_set(id_col);
+    let res = <A::Entity as EntityTrait>::update_many()
         .set(row)
-        .filter(orders::Column::Id.eq(o.id.as_str()))
-        .filter(orders::Column::Version.eq(expected_version))
+        .filter(id_col.eq(id))
+        .filter(version_col.eq(expected_version))
         .exec(conn)
         .await?;
     if res.rows_affected == 1 {
@@ -55,6 +60,19 @@ pub(crate) async fn update_order<C: ConnectionTrait>(
     } else {
         Err(StoreError::Conflict)
     }
+}
+
+/// Updates an order only if nobody changed it since it was read at `expected_version`.
+pub(crate) async fn update_order<C: ConnectionTrait>(
+    conn: &C,
+    o: &Order,
+    expected_version: i64,
+) -> Result<(), StoreError> {
+    let (id, version) = (
+        (orders::Column::Id, o.id.as_str()),
+        (orders::Column::Version, expected_version),
+    );
+    compare_and_set(conn, order_to_row(o), id, version).await
 }
 
 /// Updates a payment only if nobody changed it since it was read at `expected_version`.
@@ -63,19 +81,11 @@ pub(crate) async fn update_payment<C: ConnectionTrait>(
     p: &Payment,
     expected_version: i64,
 ) -> Result<(), StoreError> {
-    let mut row = payment_to_row(p);
-    row.id = NotSet;
-    let res = payments::Entity::update_many()
-        .set(row)
-        .filter(payments::Column::Id.eq(p.id.as_str()))
-        .filter(payments::Column::Version.eq(expected_version))
-        .exec(conn)
-        .await?;
-    if res.rows_affected == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
-    }
+    let (id, version) = (
+        (payments::Column::Id, p.id.as_str()),
+        (payments::Column::Version, expected_version),
+    );
+    compare_and_set(conn, payment_to_row(p), id, version).await
 }
 
 /// Updates a refund only if nobody changed it since it was read at `expected_version`.
@@ -84,17 +94,9 @@ pub(crate) async fn update_refund<C: ConnectionTrait>(
     r: &Refund,
     expected_version: i64,
 ) -> Result<(), StoreError> {
-    let mut row = refund_to_row(r);
-    row.id = NotSet;
-    let res = refunds::Entity::update_many()
-        .set(row)
-        .filter(refunds::Column::Id.eq(r.id.as_str()))
-        .filter(refunds::Column::Version.eq(expected_version))
-        .exec(conn)
-        .await?;
-    if res.rows_affected == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
-    }
+    let (id, version) = (
+        (refunds::Column::Id, r.id.as_str()),
+        (refunds::Column::Version, expected_version),
+    );
+    compare_and_set(conn, refund_to_row(r), id, version).await
 }
