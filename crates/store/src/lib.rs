@@ -188,12 +188,6 @@ impl Store {
     pub(crate) fn writer(&self) -> &writer::Writer {
         &self.inner.writer
     }
-
-    /// The raw connection, for the benchmark's baseline (plain inserts, one transaction each)
-    /// and test fixtures. Not for application code: all application SQL lives in this crate.
-    pub fn raw_connection(&self) -> &DatabaseConnection {
-        &self.inner.read
-    }
 }
 
 fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOptions {

@@ -157,12 +157,6 @@ impl Store {
         found(load_payment(self.read(), Some(scope), id.as_str()).await)
     }
 
-    /// One payment whoever owns it: only for callers that proved a right to it another way (a
-    /// verified provider notification, the payment's client secret).
-    pub async fn payment_unscoped(&self, id: &PaymentId) -> Result<Option<Payment>, StoreError> {
-        found(load_payment(self.read(), None, id.as_str()).await)
-    }
-
     /// The payment a provider knows as `reference` on `account`.
     pub async fn payment_by_reference(
         &self,

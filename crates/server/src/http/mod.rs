@@ -38,11 +38,13 @@ fn api() -> Router<AppState> {
         .route("/orders", post(orders::create).get(orders::list))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/payments", get(orders::payments))
         .route("/payments", post(payments::create))
         .route("/payments/{id}", get(payments::get))
         .route("/payments/{id}/cancel", post(payments::cancel))
         .route("/payments/{id}/refunds", get(payments::refunds))
         .route("/payments/refund/{id}", post(payments::refund))
+        .route("/refunds/{id}", get(payments::get_refund))
         .route("/payments/notify", post(notify::seed))
         .route("/payments/notify/{provider}", post(notify::for_provider))
 }

@@ -19,8 +19,8 @@ use super::dto::{
         license(name = "MIT")
     ),
     paths(
-        super::orders::create, super::orders::list, super::orders::get, super::orders::cancel,
-        super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds,
+        super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
+        super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::notify::for_provider, super::notify::seed,
         super::health::health, super::health::ready,
     ),

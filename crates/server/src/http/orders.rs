@@ -9,7 +9,7 @@ use jinliu_domain::{Currency, Money, NewOrder, Order, OrderId, OrderItem, OrderS
 use jinliu_store::{OrderFilter, StoredResponse};
 use serde_json::json;
 
-use super::dto::{CreateOrderBody, EmptyBody, ListDto, OrderDto, ok};
+use super::dto::{CreateOrderBody, EmptyBody, ListDto, OrderDto, PaymentDto, ok};
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, IdempotencyKey};
 use super::idempotency::{self, respond};
@@ -85,6 +85,23 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
     Ok(respond(ok(200, OrderDto::from(&order), None)))
+}
+
+/// An order's payment attempts, oldest first.
+#[utoipa::path(get, path = "/api/orders/{id}/payments", tag = "orders", params(("id" = String, Path, description = "ord_…")),
+    responses((status = 200, description = "Attempts", body = Vec<PaymentDto>), (status = 404, description = "No such order")))]
+pub async fn payments(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = OrderId::parse(&id).ok_or_else(|| ApiError::not_found("order"))?;
+    let list = app.store.payments_for_order(&scope, &id).await?;
+    Ok(respond(ok(
+        200,
+        list.iter().map(PaymentDto::from).collect::<Vec<_>>(),
+        None,
+    )))
 }
 
 /// List orders, newest first.

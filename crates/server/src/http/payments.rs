@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use jinliu_domain::{Currency, OrderId, Payment, PaymentId, Refund};
+use jinliu_domain::{Currency, OrderId, Payment, PaymentId, Refund, RefundId};
 use jinliu_store::StoredResponse;
 
 use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, RefundBody, RefundDto, ok};
@@ -159,4 +159,21 @@ pub async fn refunds(
         list.iter().map(RefundDto::from).collect::<Vec<_>>(),
         None,
     )))
+}
+
+/// One refund.
+#[utoipa::path(get, path = "/api/refunds/{id}", tag = "payments", params(("id" = String, Path, description = "re_…")),
+    responses((status = 200, description = "The refund", body = RefundDto), (status = 404, description = "No such refund")))]
+pub async fn get_refund(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = RefundId::parse(&id).ok_or_else(|| ApiError::not_found("refund"))?;
+    let r = app
+        .store
+        .refund(&scope, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("refund"))?;
+    Ok(respond(ok(200, RefundDto::from(&r), None)))
 }

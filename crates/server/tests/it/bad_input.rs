@@ -354,6 +354,12 @@ async fn unknown_routes_methods_and_query_values_get_json_errors() {
     }
     let a = app.get("/api/orders/ord_nope").await;
     assert_eq!((a.status, a.code()), (404, "order_not_found"));
+    let a = app.get("/api/refunds/re_0123456789abcdef0123456789abcdef").await;
+    assert_eq!((a.status, a.code()), (404, "refund_not_found"));
+    let a = app
+        .get("/api/orders/ord_0123456789abcdef0123456789abcdef/payments")
+        .await;
+    assert_eq!((a.status, a.code()), (404, "order_not_found"));
 }
 
 #[tokio::test]

@@ -87,6 +87,8 @@ async fn an_octopus_order_is_paid_in_the_sandbox_and_refunded_in_two_parts() {
     );
     let list = app.get(&format!("/api/payments/{}/refunds", pay.id())).await;
     assert_eq!(list.data().as_array().map(Vec::len), Some(2));
+    let one = app.get(&format!("/refunds/{}", r1.id())).await;
+    assert_eq!((one.status, one.amount("amount")), (200, "30.50".into()));
 
     let events = app.store.events_for_object(&pay.id()).await.unwrap_or_default();
     let kinds: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -183,6 +185,15 @@ async fn when_one_attempt_completes_the_others_are_cancelled_and_a_late_payment_
         app.get(&format!("/api/orders/{order}")).await.data()["paidBy"],
         a.id().as_str()
     );
+    let attempts = app.get(&format!("/api/orders/{order}/payments")).await;
+    let ids: Vec<_> = attempts
+        .data()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(ids, [a.id().as_str(), b.id().as_str()], "attempts, oldest first");
 }
 
 #[tokio::test]
