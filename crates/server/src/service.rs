@@ -252,7 +252,7 @@ pub async fn refund_payment(
     amount: Option<String>,
     reason: Option<String>,
     start_idem: Option<IdemRequest<(Refund, Payment)>>,
-    finish_idem: Option<IdemRequest<Refund>>,
+    finish_idem: Option<IdemFactory<Refund>>,
 ) -> Result<Refund, ApiError> {
     let payment = app
         .store
@@ -268,36 +268,74 @@ pub async fn refund_payment(
         .store
         .start_refund(scope, id, minor, reason.clone(), app.clock.now(), start_idem)
         .await?;
-    let provider = app.providers.get(&payment.provider);
-    let outcome = match (provider, &payment.provider_reference) {
-        (Some(p), Some(reference)) => {
-            p.refund(&RefundRequest {
-                payment_reference: reference.clone(),
-                refund_id: refund.id.clone(),
-                amount: refund.amount,
-                reason,
-            })
-            .await
+    // The provider call and the settlement run in their own task: once the reservation is
+    // committed they must finish even if the client disconnects (which drops this future).
+    let app = app.clone();
+    let task = tokio::spawn(async move {
+        let outcome = match (app.providers.get(&payment.provider), &payment.provider_reference) {
+            (Some(p), Some(reference)) => {
+                let req = RefundRequest {
+                    payment_reference: reference.clone(),
+                    refund_id: refund.id.clone(),
+                    amount: refund.amount,
+                    reason,
+                };
+                p.refund(&req).await
+            }
+            // Nothing can reach a provider this server does not have: fail the refund now
+            // rather than keep its amount reserved for ever.
+            _ => Ok(RefundOutcome::Failed(
+                "the payment's provider is not configured on this server".into(),
+            )),
+        };
+        let settled = match outcome {
+            Ok(RefundOutcome::Succeeded(r)) => Ok(r),
+            Ok(RefundOutcome::Failed(reason)) | Err(ProviderError::Refused(reason)) => Err(reason),
+            Err(ProviderError::NotFound) => Err("the provider does not know this payment".to_owned()),
+            // Unknown outcome: the refund stays pending until the provider's notification or
+            // the status sync settles it; the answer says so.
+            Ok(RefundOutcome::Pending(_)) | Err(_) => {
+                return with_retries(|| async {
+                    match finish_idem.as_ref() {
+                        Some(make) => app.store.finish_idempotency(refund.clone(), make()).await,
+                        None => Ok(refund.clone()),
+                    }
+                })
+                .await;
+            }
+        };
+        with_retries(|| {
+            app.store.settle_refund(
+                &refund.id,
+                settled.clone(),
+                app.clock.now(),
+                finish_idem.as_ref().map(|make| make()),
+            )
+        })
+        .await
+    });
+    Ok(task.await.map_err(ApiError::internal)??)
+}
+
+/// Builds the idempotency record of a later unit of work; a function because a retried unit
+/// needs a fresh one.
+pub type IdemFactory<T> = Box<dyn Fn() -> IdemRequest<T> + Send + Sync>;
+
+/// Runs a settlement again when the shared transaction was lost or kept conflicting: the
+/// provider has already answered, so giving up would leave money moved and unrecorded.
+async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f().await {
+            Err(StoreError::Conflict | StoreError::TransactionAborted) if attempt < 5 => continue,
+            other => return other,
         }
-        _ => Err(ProviderError::Unavailable("provider not configured".into())),
-    };
-    let settled = match outcome {
-        Ok(RefundOutcome::Succeeded(r)) => Ok(r),
-        Ok(RefundOutcome::Failed(reason)) | Err(ProviderError::Refused(reason)) => Err(reason),
-        Err(ProviderError::NotFound) => Err("the provider does not know this payment".to_owned()),
-        // Unknown outcome: the refund stays pending until the provider's notification or the
-        // status sync settles it; the answer says so.
-        Ok(RefundOutcome::Pending(_)) | Err(_) => {
-            return match finish_idem {
-                Some(idem) => Ok(app.store.finish_idempotency(refund, idem).await?),
-                None => Ok(refund),
-            };
-        }
-    };
-    Ok(app
-        .store
-        .settle_refund(&refund.id, settled, app.clock.now(), finish_idem)
-        .await?)
+    }
 }
 
 /// Applies a verified provider notification. Returns the payment, or `None` for a status that

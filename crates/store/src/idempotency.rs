@@ -107,13 +107,14 @@ pub(crate) async fn record_failure<T>(
     let Some(resp) = render(Err(err)) else { return Ok(()) };
     // Its own savepoint: on PostgreSQL a failed statement would otherwise poison the whole
     // shared transaction.
-    let sp = txn.begin().await?;
+    // A failing SAVEPOINT/RELEASE/ROLLBACK TO means the shared transaction is gone.
+    let sp = txn.begin().await.map_err(|_| StoreError::TransactionAborted)?;
     match write(&sp, &scope, &key, &request_hash, now_ms, Some(resp)).await {
-        Ok(()) => Ok(sp.commit().await?),
-        Err(e) => {
-            let _ = sp.rollback().await;
-            Err(e)
-        }
+        Ok(()) => sp.commit().await.map_err(|_| StoreError::TransactionAborted),
+        Err(e) => match sp.rollback().await {
+            Ok(()) => Err(e),
+            Err(_) => Err(StoreError::TransactionAborted),
+        },
     }
 }
 

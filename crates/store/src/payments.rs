@@ -72,8 +72,14 @@ impl Store {
         let w = work(move |txn| {
             let (scope, payment) = (scope.clone(), payment.clone());
             Box::pin(async move {
-                let order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
+                let mut order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
                 let event = new_attempt(&order, &payment)?;
+                // Claim the order: a unit that completes or cancels another attempt of it in a
+                // concurrent batch (another writer, another node) then conflicts and re-reads,
+                // instead of both committing and leaving a payable attempt on a paid order.
+                let order_version = order.version;
+                order.version += 1;
+                update_order(txn, &order, order_version).await?;
                 match payments::Entity::insert(payment_to_row(&payment))
                     .exec_without_returning(txn)
                     .await

@@ -60,12 +60,14 @@ struct UnitJob<T> {
 #[async_trait::async_trait]
 impl<T: Send + Sync + 'static> Job for UnitJob<T> {
     async fn run(&mut self, txn: &DatabaseTransaction) {
+        // When SAVEPOINT, RELEASE or ROLLBACK TO itself fails, the connection or the transaction
+        // is gone, and SeaORM's clean-up may already have rolled back the whole batch: nothing
+        // of this batch can be reported as done. `TransactionAborted` makes the writer abort it.
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let sp = match txn.begin().await {
-                Ok(sp) => sp,
-                Err(e) => break Err(StoreError::from(e)),
+            let Ok(sp) = txn.begin().await else {
+                break Err(StoreError::TransactionAborted);
             };
             match (self.work)(&sp).await {
                 Ok(value) => {
@@ -76,27 +78,32 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     match recorded {
                         Ok(()) => match sp.commit().await {
                             Ok(()) => break Ok(value),
-                            Err(e) => break Err(e.into()),
+                            Err(_) => break Err(StoreError::TransactionAborted),
                         },
                         Err(e) => {
-                            let _ = sp.rollback().await;
+                            if sp.rollback().await.is_err() {
+                                break Err(StoreError::TransactionAborted);
+                            }
                             break Err(e);
                         }
                     }
                 }
-                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                    let _ = sp.rollback().await;
-                }
                 Err(e) => {
-                    let _ = sp.rollback().await;
+                    if sp.rollback().await.is_err() {
+                        break Err(StoreError::TransactionAborted);
+                    }
+                    if e.is_retryable() && attempt < MAX_ATTEMPTS {
+                        continue;
+                    }
                     if let Some(idem) = self.idem.take() {
-                        // A business refusal is the request's answer and is kept with its key;
-                        // if keeping it fails the refusal is still returned, just not stored.
+                        // A business refusal is the request's answer and is kept with its key.
                         match idempotency::record_failure(txn, idem, &e).await {
                             Ok(()) => {}
-                            // The database threw the whole batch away: say so, so the writer
-                            // aborts the batch instead of carrying on outside a transaction.
-                            Err(StoreError::TransactionAborted) => break Err(StoreError::TransactionAborted),
+                            // The batch is lost, or another request finished this key first
+                            // (the caller then replays that answer instead of this refusal).
+                            Err(other @ (StoreError::TransactionAborted | StoreError::IdempotencyRace)) => {
+                                break Err(other);
+                            }
                             Err(store_err) => {
                                 tracing::warn!(error = %store_err, "could not store the idempotent refusal")
                             }

@@ -81,11 +81,19 @@ pub struct CreatePaymentBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefundBody {
-    /// Major units; default everything not yet refunded.
+    /// Major units; leave the field out to refund everything not yet refunded (`null` is an
+    /// invalid amount, never "everything").
     #[schema(value_type = Option<f64>)]
+    #[serde(default, deserialize_with = "present")]
     pub amount: Option<MajorAmount>,
     /// Why (kept with the refund).
     pub reason: Option<String>,
+}
+
+/// A field that is present is `Some`, even when it is `null`: the raw text "null" then fails
+/// amount parsing with `invalid_amount` instead of meaning "absent".
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<MajorAmount>, D::Error> {
+    MajorAmount::deserialize(d).map(Some)
 }
 
 /// `POST /api/payments/{id}/cancel` and `POST /api/orders/{id}/cancel` take no fields.

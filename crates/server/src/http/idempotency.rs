@@ -89,12 +89,14 @@ where
     let request_hash = hex::encode(hasher.finalize());
     let now_ms = app.clock.now().timestamp_millis();
 
-    if let Some(resp) = known(app, &scope_key, &key, &request_hash, now_ms).await {
-        return resp;
-    }
+    // Claim first, then look up: a request that looked up first could miss an answer committed
+    // while it waited for the claim, and run the work a second time.
     let Some(_guard) = InFlightGuard::claim(app, &scope_key, &key) else {
         return in_use().into_response();
     };
+    if let Some(resp) = known(app, &scope_key, &key, &request_hash, now_ms).await {
+        return resp;
+    }
     let ctx = IdemCtx {
         scope: scope_key.clone(),
         key: key.clone(),

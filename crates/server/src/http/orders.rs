@@ -220,6 +220,10 @@ fn parse_new_order(app: &AppState, scope: &jinliu_store::Scope, b: CreateOrderBo
             unit_price_minor: unit,
         });
     }
+    // MySQL's TEXT holds 64 KiB; 100 long multi-byte names could exceed it.
+    if serde_json::to_string(&items).map(|t| t.len()).unwrap_or(0) > 32 * 1024 {
+        return Err(validate::failed("items", "at most 32 KiB in all"));
+    }
     let items_total = items_total.filter(|_| !items.is_empty());
     let parse = |a: &Option<jinliu_domain::MajorAmount>| {
         a.as_ref()

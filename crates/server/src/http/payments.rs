@@ -137,7 +137,9 @@ pub async fn refund(
     Ok(
         idempotency::run(&app, &scope, key, &path, &body.raw, render_refund, |idem| async move {
             let start = idem.as_ref().map(|c| c.request(false, render_refund_started));
-            let finish = idem.as_ref().map(|c| c.request(true, render_refund));
+            let finish = idem
+                .clone()
+                .map(|c| Box::new(move || c.request(true, render_refund)) as service::IdemFactory<Refund>);
             service::refund_payment(app_ref, scope_ref, id_ref, b.amount.map(|a| a.0), reason, start, finish).await
         })
         .await,
