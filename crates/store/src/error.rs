@@ -119,3 +119,12 @@ fn is_concurrency_failure(e: &sea_orm::DbErr) -> bool {
 pub(crate) fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// Turns "not found" into `None` for lookups that answer an `Option`.
+pub(crate) fn found<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

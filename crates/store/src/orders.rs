@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFi
 
 use crate::convert::{order_from_row, order_to_row};
 use crate::entity::orders;
-use crate::error::is_unique_violation;
+use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::payments::load_attempts;
 use crate::persist::{insert_events, update_order, update_payment};
@@ -121,11 +121,7 @@ impl Store {
 
     /// One order in the caller's scope.
     pub async fn order(&self, scope: &Scope, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        match load_order(self.read(), Some(scope), id.as_str()).await {
-            Ok(o) => Ok(Some(o)),
-            Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        found(load_order(self.read(), Some(scope), id.as_str()).await)
     }
 
     /// A page of the caller's orders, newest first.

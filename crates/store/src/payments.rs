@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use crate::convert::{payment_from_row, payment_to_row};
 use crate::entity::payments;
-use crate::error::is_unique_violation;
+use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::persist::{insert_events, update_order, update_payment};
@@ -184,13 +184,5 @@ impl Store {
     pub async fn payments_for_order(&self, scope: &Scope, order: &OrderId) -> Result<Vec<Payment>, StoreError> {
         load_order(self.read(), Some(scope), order.as_str()).await?;
         load_attempts(self.read(), order).await
-    }
-}
-
-pub(crate) fn found<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
     }
 }

@@ -7,9 +7,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use crate::convert::{refund_from_row, refund_to_row};
 use crate::entity::refunds;
+use crate::error::found;
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
-use crate::payments::{found, load_payment};
+use crate::payments::load_payment;
 use crate::persist::{insert_events, update_order, update_payment, update_refund};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};

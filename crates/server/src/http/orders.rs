@@ -17,6 +17,11 @@ use super::validate;
 use crate::service;
 use crate::state::AppState;
 
+/// A malformed id answers 404, exactly like an id that does not exist.
+fn order_id(id: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(id).ok_or_else(|| ApiError::not_found("order"))
+}
+
 fn render_created(o: &Order) -> StoredResponse {
     ok(201, OrderDto::from(o), Some("訂單已創建"))
 }
@@ -59,7 +64,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: ApiJson<EmptyBody>,
 ) -> Result<Response, ApiError> {
-    let id = OrderId::parse(&id).ok_or_else(|| ApiError::not_found("order"))?;
+    let id = order_id(&id)?;
     let path = format!("POST /api/orders/{id}/cancel");
     Ok(
         idempotency::run(&app, &scope, key, &path, &body.raw, render_cancelled, |idem| async {
@@ -78,7 +83,7 @@ pub async fn get(
     Caller(scope): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = OrderId::parse(&id).ok_or_else(|| ApiError::not_found("order"))?;
+    let id = order_id(&id)?;
     let order = app
         .store
         .order(&scope, &id)
@@ -95,7 +100,7 @@ pub async fn payments(
     Caller(scope): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = OrderId::parse(&id).ok_or_else(|| ApiError::not_found("order"))?;
+    let id = order_id(&id)?;
     let list = app.store.payments_for_order(&scope, &id).await?;
     Ok(respond(ok(
         200,
