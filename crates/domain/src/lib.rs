@@ -14,7 +14,9 @@ pub mod refund;
 pub mod settle;
 
 pub use event::{EventDraft, EventType};
-pub use id::{EventId, MerchantId, OrderId, PaymentId, RefundId, new_client_secret, new_order_number, provider_reference};
+pub use id::{
+    EventId, MerchantId, OrderId, PaymentId, RefundId, new_client_secret, new_order_number, provider_reference,
+};
 pub use money::{AmountError, Currency, MajorAmount, Money};
 pub use order::{NewOrder, Order, OrderItem, OrderStatus};
 pub use payment::{Payment, PaymentStatus};

@@ -123,6 +123,8 @@ impl Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("accounts", &self.account_ids()).finish()
+        f.debug_struct("Registry")
+            .field("accounts", &self.account_ids())
+            .finish()
     }
 }

@@ -259,10 +259,9 @@ pub async fn refund_safely(
                 .backoff_base
                 .saturating_mul(2_u32.saturating_pow(attempt - 2))
                 .min(policy.backoff_max);
-            tokio::time::sleep(Duration::from_millis(
-                rand::rng().random_range(0..=wait.as_millis() as u64),
-            ))
-            .await;
+            // Drawn before the await: the thread-local generator must not live across it.
+            let jitter = rand::rng().random_range(0..=wait.as_millis() as u64);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
         }
         match provider.refund(req).await {
             Err(e @ ProviderError::Unavailable(_)) => last = e,
@@ -293,7 +292,10 @@ mod tests {
         let out = Outbound::new("demo", policy());
         let url = "http://127.0.0.1:9/";
         let first = out.call("query", Retry::Safe, |c| c.get(url)).await;
-        assert!(matches!(first, Err(ProviderError::Unavailable(ref m)) if m.contains("connect")), "{first:?}");
+        assert!(
+            matches!(first, Err(ProviderError::Unavailable(ref m)) if m.contains("connect")),
+            "{first:?}"
+        );
         let second = out.call("query", Retry::Never, |c| c.get(url)).await;
         assert!(
             matches!(second, Err(ProviderError::Unavailable(ref m)) if m.contains("circuit open")),

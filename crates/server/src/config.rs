@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 use jinliu_domain::{Currency, MerchantId};
+use jinliu_providers::{CallPolicy, ProviderAccount};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// A value that must never reach a log.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,6 +67,68 @@ pub struct Config {
     pub sandbox: bool,
     /// Log format: `text` or `json` (`JINLIU_LOG_FORMAT`).
     pub log_format: String,
+    /// Where the default test-mode provider accounts send their calls (`JINLIU_SANDBOX_URL`):
+    /// by default this server's own sandbox; point several nodes at one shared `jinliu sandbox`.
+    pub sandbox_url: Option<String>,
+    /// Provider accounts from `[[provider_accounts]]`; the sandbox fills in a test account for
+    /// every provider that has none.
+    pub provider_accounts: Vec<AccountConfig>,
+    /// Timeouts, retries and circuit breaker for provider calls (`[provider_calls]`,
+    /// `JINLIU_PROVIDER_TIMEOUT_MS`, `JINLIU_PROVIDER_MAX_ATTEMPTS`).
+    pub provider_calls: CallPolicy,
+    /// The secret of seed 000's `X-Signature` notifications on `POST /payments/notify`
+    /// (`JINLIU_NOTIFY_SECRET`); that path answers 401 while it is unset.
+    pub notify_secret: Option<Secret>,
+    /// Status sync: payments still open this long after creation are queried at the provider
+    /// (`JINLIU_SYNC_AFTER_SECS`, default 60).
+    pub sync_after_secs: i64,
+    /// Status sync: how often a node looks for due work (`JINLIU_SYNC_INTERVAL_MS`, default 5000).
+    pub sync_interval_ms: u64,
+}
+
+/// One `[[provider_accounts]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Account id (`[a-z0-9_-]`, ≤ 64).
+    pub id: String,
+    /// Provider id.
+    pub provider: String,
+    /// `test` (default) or `live`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The provider's base URL; defaults to the sandbox for test mode.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Provider-specific credentials.
+    #[serde(default)]
+    pub credentials: std::collections::HashMap<String, String>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&String> = self.credentials.keys().collect();
+        keys.sort();
+        f.debug_struct("AccountConfig")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("mode", &self.mode)
+            .field("base_url", &self.base_url)
+            .field("credentials", &keys)
+            .finish()
+    }
+}
+
+/// `[provider_calls]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallsFile {
+    timeout_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown_ms: Option<u64>,
 }
 
 /// Overrides from the command line (highest precedence).
@@ -116,6 +180,12 @@ struct FileConfig {
     db_max_batch: Option<usize>,
     sandbox: Option<bool>,
     log_format: Option<String>,
+    sandbox_url: Option<String>,
+    provider_accounts: Option<Vec<AccountConfig>>,
+    provider_calls: Option<CallsFile>,
+    notify_secret: Option<String>,
+    sync_after_secs: Option<i64>,
+    sync_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -197,16 +267,10 @@ impl Config {
         if !(60..=7 * 24 * 3600).contains(&payment_ttl_secs) {
             return Err(err("JINLIU_PAYMENT_TTL_SECS", "must be between 60 seconds and 7 days"));
         }
-        let mut default_providers: BTreeMap<Currency, String> = [
-            (Currency::Twd, "kpay"),
-            (Currency::Hkd, "octopus"),
-            (Currency::Usd, "kpay"),
-            (Currency::Cny, "kpay"),
-            (Currency::Jpy, "kpay"),
-        ]
-        .into_iter()
-        .map(|(c, p)| (c, p.to_owned()))
-        .collect();
+        let mut default_providers: BTreeMap<Currency, String> = [(Currency::Twd, "kpay"), (Currency::Hkd, "octopus")]
+            .into_iter()
+            .map(|(c, p)| (c, p.to_owned()))
+            .collect();
         for (cur, provider) in file.default_providers.unwrap_or_default() {
             let c: Currency = cur.parse().map_err(|e| err("default_providers", format!("{e}")))?;
             if !jinliu_providers::PROVIDER_IDS.contains(&provider.as_str()) {
@@ -253,7 +317,121 @@ impl Config {
         if !["text", "json"].contains(&log_format.as_str()) {
             return Err(err("JINLIU_LOG_FORMAT", "must be text or json"));
         }
+        let sandbox_url = pick(None, "JINLIU_SANDBOX_URL", file.sandbox_url)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_end_matches('/').to_owned());
+        if let Some(u) = &sandbox_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(err("JINLIU_SANDBOX_URL", "must start with http:// or https://"));
+        }
+        let calls = file.provider_calls.unwrap_or_default();
+        let defaults = CallPolicy::default();
+        let provider_calls = CallPolicy {
+            timeout: Duration::from_millis(parse_num(
+                pick(
+                    None,
+                    "JINLIU_PROVIDER_TIMEOUT_MS",
+                    calls.timeout_ms.map(|v| v.to_string()),
+                ),
+                "JINLIU_PROVIDER_TIMEOUT_MS",
+                defaults.timeout.as_millis() as u64,
+            )?),
+            max_attempts: parse_num(
+                pick(
+                    None,
+                    "JINLIU_PROVIDER_MAX_ATTEMPTS",
+                    calls.max_attempts.map(|v| v.to_string()),
+                ),
+                "JINLIU_PROVIDER_MAX_ATTEMPTS",
+                defaults.max_attempts,
+            )?,
+            backoff_base: calls
+                .backoff_base_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.backoff_base),
+            backoff_max: calls
+                .backoff_max_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.backoff_max),
+            breaker_failures: calls.breaker_failures.unwrap_or(defaults.breaker_failures),
+            breaker_cooldown: calls
+                .breaker_cooldown_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.breaker_cooldown),
+        };
+        if provider_calls.timeout.is_zero() || !(1..=10).contains(&provider_calls.max_attempts) {
+            return Err(err(
+                "provider_calls",
+                "timeout_ms must be positive and max_attempts 1–10",
+            ));
+        }
+        let provider_accounts = file.provider_accounts.unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        for a in &provider_accounts {
+            let ok_id = !a.id.is_empty()
+                && a.id.len() <= 64
+                && a.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !ok_id {
+                return Err(err(
+                    "provider_accounts",
+                    format!("account id {:?} must be [a-z0-9_-]{{1,64}}", a.id),
+                ));
+            }
+            if !seen.insert(a.id.clone()) {
+                return Err(err("provider_accounts", format!("account id {:?} appears twice", a.id)));
+            }
+            if !jinliu_providers::PROVIDER_IDS.contains(&a.provider.as_str()) {
+                return Err(err("provider_accounts", format!("unknown provider {:?}", a.provider)));
+            }
+            match a.mode.as_deref() {
+                None | Some("test") => {}
+                Some("live") if a.base_url.is_some() => {}
+                Some("live") => {
+                    return Err(err(
+                        "provider_accounts",
+                        format!("live account {:?} needs a base_url", a.id),
+                    ));
+                }
+                Some(other) => return Err(err("provider_accounts", format!("mode {other:?} is not test or live"))),
+            }
+        }
+        let notify_secret = pick(None, "JINLIU_NOTIFY_SECRET", file.notify_secret)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
+        let sync_after_secs = parse_num(
+            pick(
+                None,
+                "JINLIU_SYNC_AFTER_SECS",
+                file.sync_after_secs.map(|v| v.to_string()),
+            ),
+            "JINLIU_SYNC_AFTER_SECS",
+            60,
+        )?;
+        let sync_interval_ms = parse_num(
+            pick(
+                None,
+                "JINLIU_SYNC_INTERVAL_MS",
+                file.sync_interval_ms.map(|v| v.to_string()),
+            ),
+            "JINLIU_SYNC_INTERVAL_MS",
+            5_000,
+        )?;
+        if !(0..=86_400).contains(&sync_after_secs) || !(10..=3_600_000).contains(&sync_interval_ms) {
+            return Err(err(
+                "JINLIU_SYNC_AFTER_SECS",
+                "sync_after_secs must be 0–86400 and sync_interval_ms 10–3600000",
+            ));
+        }
         Ok(Config {
+            sandbox_url,
+            provider_accounts,
+            provider_calls,
+            notify_secret,
+            sync_after_secs,
+            sync_interval_ms,
             listen,
             data_dir,
             database_url: database_url.map(Secret::new),
@@ -280,12 +458,71 @@ impl Config {
         }
     }
 
+    /// The provider accounts in force: the configured ones, plus — when a sandbox is reachable
+    /// (mounted here, or `JINLIU_SANDBOX_URL`) — a test account `<provider>_test` for every provider
+    /// without a test account of its own, using the sandbox's test merchant.
+    pub fn accounts(&self) -> Vec<ProviderAccount> {
+        let sandbox_base = self
+            .sandbox_url
+            .clone()
+            .or_else(|| self.sandbox.then(|| self.public_url.clone()));
+        let mut out: Vec<ProviderAccount> = Vec::new();
+        for a in &self.provider_accounts {
+            let livemode = a.mode.as_deref() == Some("live");
+            let base_url = a
+                .base_url
+                .clone()
+                .or_else(|| sandbox_base.as_ref().map(|b| format!("{b}/sandbox/{}", a.provider)))
+                .unwrap_or_default();
+            let mut credentials = a.credentials.clone();
+            if credentials.is_empty() && !livemode {
+                credentials = jinliu_providers::sandbox_credentials(&a.provider);
+            }
+            out.push(self.account(a.id.clone(), a.provider.clone(), livemode, base_url, credentials));
+        }
+        if let Some(base) = sandbox_base {
+            for provider in jinliu_providers::PROVIDER_IDS {
+                if out.iter().any(|a| a.provider == provider && !a.livemode) {
+                    continue;
+                }
+                out.push(self.account(
+                    format!("{provider}_test"),
+                    provider.to_owned(),
+                    false,
+                    format!("{base}/sandbox/{provider}"),
+                    jinliu_providers::sandbox_credentials(provider),
+                ));
+            }
+        }
+        out
+    }
+
+    fn account(
+        &self,
+        id: String,
+        provider: String,
+        livemode: bool,
+        base_url: String,
+        credentials: std::collections::HashMap<String, String>,
+    ) -> ProviderAccount {
+        ProviderAccount {
+            notify_url: format!("{}/api/payments/notify/{provider}/{id}", self.public_url),
+            id,
+            provider,
+            livemode,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            credentials,
+            policy: self.provider_calls.clone(),
+        }
+    }
+
     /// The store settings derived from this configuration.
     pub fn store_config(&self) -> jinliu_store::StoreConfig {
         let mut c = jinliu_store::StoreConfig::new(self.effective_database_url());
         c.sqlite_synchronous = self.sqlite_synchronous.clone();
         c.writers = self.db_writers;
         c.max_batch = self.db_max_batch;
+        c.sync_delay_ms = self.sync_after_secs * 1000;
         c
     }
 }

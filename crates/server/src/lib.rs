@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod service;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 
 use std::collections::HashSet;
@@ -14,8 +15,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use jinliu_providers::Registry;
-use jinliu_providers::test::TestProvider;
-use jinliu_providers::test::sandbox::Sandbox;
 use jinliu_store::Store;
 
 use config::Config;
@@ -27,6 +26,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Store(#[from] jinliu_store::StoreError),
+    /// A provider account is unusable (missing credential, unknown provider).
+    #[error("provider account: {0}")]
+    Provider(#[from] jinliu_providers::account::AccountError),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -52,29 +54,24 @@ pub async fn open_store(config: &Config) -> Result<Store, StartError> {
 pub async fn build(config: Config) -> Result<AppState, StartError> {
     let store = open_store(&config).await?;
     store.migrate().await?;
-    Ok(build_with_store(config, store))
+    build_with_store(config, store)
 }
 
-/// Builds the application on an already migrated store.
-pub fn build_with_store(config: Config, store: Store) -> AppState {
+/// Builds the application on an already migrated store: one adapter per provider account.
+pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartError> {
     let mut providers = Registry::default();
-    let sandbox = config
-        .sandbox
-        .then(|| Sandbox::new(format!("{}/sandbox/test", config.public_url)));
-    if let Some(sb) = &sandbox {
-        // Until the real adapters arrive, the test provider answers for every provider id.
-        for id in jinliu_providers::PROVIDER_IDS {
-            providers.register(Arc::new(TestProvider::new(id, sb.clone())));
-        }
+    for account in config.accounts() {
+        providers.register(jinliu_providers::adapter(account)?);
     }
-    AppState {
+    Ok(AppState {
         store,
         providers: Arc::new(providers),
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
-        sandbox,
-    }
+        node_id: format!("node-{}", uuid::Uuid::now_v7().simple()),
+        metrics: None,
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
@@ -84,10 +81,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let sync = tokio::spawn(sync::run(app.clone()));
     let result = axum::serve(listener, http::router(app))
         .with_graceful_shutdown(shutdown)
         .await;
     housekeeping.abort();
+    sync.abort();
     result
 }
 

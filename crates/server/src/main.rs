@@ -1,4 +1,4 @@
-//! The `jinliu` command: `serve` (default), `migrate`, `bench`, `openapi`.
+//! The `jinliu` command: `serve` (default), `migrate`, `bench`, `openapi`, `sandbox`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +47,16 @@ enum Command {
     Bench(jinliu_server::bench::BenchArgs),
     /// Print the OpenAPI description (YAML).
     Openapi,
+    /// Run only the provider sandboxes (KPay, TPay, Octopus, ECPay), e.g. one shared by several
+    /// jinliu nodes that set JINLIU_SANDBOX_URL to it.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// The URL customers and jinliu reach it at [default: http://<listen>].
+        #[arg(long)]
+        public_url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,7 +100,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-            let app = jinliu_server::build(config.clone()).await.map_err(|e| e.to_string())?;
+            let mut app = jinliu_server::build(config.clone()).await.map_err(|e| e.to_string())?;
+            // The Prometheus recorder is process-wide by the metrics crate's design; `serve`
+            // installs it once and hands the handle to the /metrics route.
+            app.metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %e, "metrics disabled"))
+                .ok();
             tracing::info!(
                 listen = %config.listen,
                 public_url = %config.public_url,
@@ -121,6 +137,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Openapi => {
             print!("{}", jinliu_server::http::openapi::yaml());
             Ok(())
+        }
+        Command::Sandbox { listen, public_url } => {
+            jinliu_server::telemetry::init("text");
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let public = public_url.unwrap_or_else(|| format!("http://{listen}"));
+            eprintln!("jinliu sandbox listening on http://{listen} (public URL {public})");
+            axum::serve(listener, jinliu_providers::sandbox::router(&public))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
     }
 }

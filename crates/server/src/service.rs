@@ -5,8 +5,13 @@
 use chrono::Duration;
 use jinliu_domain::settle::check_amount;
 use jinliu_domain::{Currency, Money, NewOrder, Order, OrderId, Payment, PaymentId, PaymentStatus, Refund};
-use jinliu_providers::{CreatePayment, ProviderError, ProviderStatus, RefundOutcome, RefundRequest};
-use jinliu_store::{IdemRequest, PaymentChange, Scope, StoreError};
+use std::sync::Arc;
+
+use jinliu_providers::{
+    CreatePayment, InboundNotification, PaymentProvider, ProviderError, ProviderStatus, RefundOutcome, RefundRequest,
+    VerifiedNotification,
+};
+use jinliu_store::{IdemRequest, NotificationKey, PaymentChange, Scope, StoreError};
 use serde_json::json;
 
 use crate::http::error::ApiError;
@@ -97,7 +102,38 @@ fn route(app: &AppState, req: &PaymentRequest, currency: Currency) -> Result<(St
     Ok((provider, method))
 }
 
-fn provider_error(e: ProviderError) -> ApiError {
+/// The adapter of the account a payment was made with.
+pub fn adapter_of(app: &AppState, payment: &Payment) -> Option<Arc<dyn PaymentProvider>> {
+    app.providers.account(&payment.provider_account)
+}
+
+/// What jinliu hands to a form-started provider's customer: its own page that posts the form.
+pub fn checkout_url(app: &AppState, payment_id: &PaymentId, client_secret: &str) -> String {
+    format!(
+        "{}/api/payments/{payment_id}/checkout?clientSecret={client_secret}",
+        app.config.public_url
+    )
+}
+
+/// The provider request a payment was (or would be) created with; rebuilt from the stored
+/// payment for form-started providers, whose form must be byte-identical every time.
+pub fn provider_request(payment: &Payment) -> CreatePayment {
+    CreatePayment {
+        payment_id: payment.id.clone(),
+        reference: payment
+            .provider_reference
+            .clone()
+            .unwrap_or_else(|| jinliu_domain::provider_reference(&payment.id)),
+        amount: payment.amount,
+        method: payment.method.clone(),
+        description: payment.description.clone().unwrap_or_default(),
+        return_url: payment.success_url.clone(),
+        created_at: payment.created_at,
+        expires_at: payment.expires_at,
+    }
+}
+
+pub(crate) fn provider_error(e: ProviderError) -> ApiError {
     tracing::warn!(error = %e, "provider call failed");
     match e {
         ProviderError::Refused(reason) => ApiError::new(
@@ -132,10 +168,10 @@ pub async fn create_payment(
     let amount = Money::parse_major(&req.amount, currency, app.config.amount_limit)?;
     check_amount(&order, amount)?;
     let (provider_id, method) = route(app, &req, currency)?;
-    let provider = app.providers.get(&provider_id).ok_or_else(|| {
+    let provider = app.providers.default_for(&provider_id, scope.livemode).ok_or_else(|| {
         ApiError::unprocessable(
             "provider_not_configured",
-            format!("provider {provider_id} is not configured on this server"),
+            format!("provider {provider_id} has no account on this server"),
         )
     })?;
     if !provider.supports(currency) {
@@ -144,37 +180,47 @@ pub async fn create_payment(
             format!("{provider_id} does not take {currency}"),
         ));
     }
+    provider
+        .check_amount(amount)
+        .map_err(|message| ApiError::unprocessable("invalid_amount", message))?;
     let now = app.clock.now();
     let id = PaymentId::generate();
+    let reference = jinliu_domain::provider_reference(&id);
     let expires_at = now + Duration::seconds(app.config.payment_ttl_secs);
     let description = req
         .description
         .clone()
         .or_else(|| order.description.clone())
         .unwrap_or_else(|| order.order_number.clone());
-    let created = provider
-        .create_payment(&CreatePayment {
-            payment_id: id.clone(),
-            amount,
-            description: description.clone(),
-            notify_url: format!("{}/api/payments/notify/{provider_id}", app.config.public_url),
-            return_url: req.success_url.clone(),
-            expires_at,
-        })
-        .await
-        .map_err(provider_error)?;
-    let qr = json!({ "url": created.pay_url, "token": created.payment_token, "deepLink": created.deep_link });
+    let provider_req = CreatePayment {
+        payment_id: id.clone(),
+        reference: reference.clone(),
+        amount,
+        method: method.clone(),
+        description: description.clone(),
+        return_url: req.success_url.clone(),
+        created_at: now,
+        expires_at,
+    };
+    let created = provider.create_payment(&provider_req).await.map_err(provider_error)?;
+    let client_secret = jinliu_domain::new_client_secret(&id);
+    let pay_url = created
+        .pay_url
+        .clone()
+        .unwrap_or_else(|| checkout_url(app, &id, &client_secret));
+    let expires_at = created.expires_at.map_or(expires_at, |e| e.min(expires_at));
+    let qr = json!({ "url": pay_url, "token": created.payment_token, "deepLink": created.deep_link });
     let payment = Payment {
-        client_secret: jinliu_domain::new_client_secret(&id),
+        client_secret,
         id,
         merchant_id: scope.merchant_id.clone(),
         order_id: order.id.clone(),
         provider: provider_id,
-        provider_account: String::new(),
+        provider_account: provider.account().id.clone(),
         method,
         amount,
         status: PaymentStatus::Pending,
-        provider_reference: Some(created.reference),
+        provider_reference: Some(reference),
         provider_transaction_id: None,
         payment_token: created.payment_token,
         qr_code_data: Some(qr.to_string()),
@@ -231,7 +277,7 @@ pub async fn cancel_payment(
         })
         .into());
     }
-    if let (Some(provider), Some(reference)) = (app.providers.get(&payment.provider), &payment.provider_reference) {
+    if let (Some(provider), Some(reference)) = (adapter_of(app, &payment), &payment.provider_reference) {
         match provider.cancel(reference).await {
             // Unknown at the provider: nobody can pay it there, so cancelling here is safe.
             Ok(()) | Err(ProviderError::NotFound) => {}
@@ -259,6 +305,18 @@ pub async fn refund_payment(
         .payment(scope, id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
+    if let Some(p) = adapter_of(app, &payment)
+        && !p.can_refund(&payment.method)
+    {
+        return Err(ApiError::unprocessable(
+            "refund_not_supported",
+            format!(
+                "{} payments made with {} cannot be refunded through the API",
+                p.id(),
+                payment.method
+            ),
+        ));
+    }
     let currency = payment.amount.currency();
     let minor = match amount {
         Some(text) => Some(Money::parse_major(&text, currency, app.config.amount_limit)?.minor()),
@@ -272,15 +330,18 @@ pub async fn refund_payment(
     // committed they must finish even if the client disconnects (which drops this future).
     let app = app.clone();
     let task = tokio::spawn(async move {
-        let outcome = match (app.providers.get(&payment.provider), &payment.provider_reference) {
+        let outcome = match (adapter_of(&app, &payment), &payment.provider_reference) {
             (Some(p), Some(reference)) => {
                 let req = RefundRequest {
                     payment_reference: reference.clone(),
+                    method: payment.method.clone(),
+                    payment_amount: payment.amount,
                     refund_id: refund.id.clone(),
                     amount: refund.amount,
                     reason,
                 };
-                p.refund(&req).await
+                jinliu_providers::outbound::refund_safely(p.as_ref(), &req, payment.refunded_minor, &p.account().policy)
+                    .await
             }
             // Nothing can reach a provider this server does not have: fail the refund now
             // rather than keep its amount reserved for ever.
@@ -338,21 +399,34 @@ where
     }
 }
 
-/// Applies a verified provider notification. Returns the payment, or `None` for a status that
-/// changes nothing.
-pub async fn apply_notification(
+/// Verifies and applies a provider notification for `account`; returns the acknowledgement the
+/// provider expects. A bad signature changes nothing; an untrusted protocol is queried back
+/// before anything changes; the same notification twice changes nothing twice.
+pub async fn receive_notification(
     app: &AppState,
-    provider_id: &str,
-    reference: &str,
-    amount: Option<Money>,
-    status: ProviderStatus,
-) -> Result<Option<Payment>, ApiError> {
+    account: &Arc<dyn PaymentProvider>,
+    inbound: &InboundNotification,
+) -> Result<String, ApiError> {
+    let provider_id = account.id();
+    let verified: VerifiedNotification = account
+        .verify_notification(inbound, app.clock.now())
+        .map_err(|e| match e {
+            ProviderError::BadNotification(reason) => {
+                tracing::warn!(provider = provider_id, account = %account.account().id, %reason, "notification rejected");
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_signature",
+                    "the notification could not be verified",
+                )
+            }
+            other => ApiError::internal(other),
+        })?;
     let payment = app
         .store
-        .payment_by_reference(provider_id, "", reference)
+        .payment_by_reference(provider_id, &account.account().id, &verified.reference)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
-    if let Some(a) = amount
+    if let Some(a) = verified.amount
         && a != payment.amount
     {
         // A signed notification for another amount is a provider bug or an attack; money must
@@ -363,24 +437,74 @@ pub async fn apply_notification(
             "the notified amount differs from the payment",
         ));
     }
+    let status = if verified.trusted {
+        verified.status.clone()
+    } else {
+        // The notification proves nothing by itself: ask the provider.
+        account
+            .query_payment(&verified.reference)
+            .await
+            .map_err(provider_error)?
+    };
+    let status = capture_if_authorized(account.as_ref(), &payment, status).await?;
+    let key = NotificationKey {
+        provider: provider_id.to_owned(),
+        account: account.account().id.clone(),
+        reference: verified.reference.clone(),
+        status_code: verified.status_code.clone(),
+    };
+    apply_status(app, &payment, status, Some(key)).await?;
+    Ok(verified.ack)
+}
+
+/// KPay-style providers authorise first: jinliu captures at once, then asks again.
+pub async fn capture_if_authorized(
+    provider: &dyn PaymentProvider,
+    payment: &Payment,
+    status: ProviderStatus,
+) -> Result<ProviderStatus, ApiError> {
+    if status != ProviderStatus::Authorized {
+        return Ok(status);
+    }
+    let reference = payment.provider_reference.clone().unwrap_or_default();
+    provider
+        .capture(&reference, payment.amount)
+        .await
+        .map_err(provider_error)?;
+    provider.query_payment(&reference).await.map_err(provider_error)
+}
+
+/// Applies where the provider says a payment stands. With a notification key the change is
+/// applied at most once per key. Returns the payment, or `None` when nothing changed.
+pub async fn apply_status(
+    app: &AppState,
+    payment: &Payment,
+    status: ProviderStatus,
+    key: Option<NotificationKey>,
+) -> Result<Option<Payment>, ApiError> {
     let change = match status {
         ProviderStatus::Succeeded { transaction_id } => PaymentChange::Complete { transaction_id },
         ProviderStatus::Failed { .. } => PaymentChange::Fail,
         ProviderStatus::Processing => PaymentChange::Processing,
         ProviderStatus::Expired => PaymentChange::Expire,
         ProviderStatus::Cancelled => PaymentChange::Cancel,
-        ProviderStatus::Pending => return Ok(None),
+        ProviderStatus::Pending | ProviderStatus::Authorized => return Ok(None),
     };
-    match app
-        .store
-        .change_payment(None, &payment.id, change, app.clock.now(), None)
-        .await
-    {
-        Ok(p) => Ok(Some(p)),
-        // A stale or repeated notification (e.g. "failed" after "completed"): acknowledged so
-        // the provider stops resending, and logged for the operator.
+    let now = app.clock.now();
+    let result = match key {
+        Some(key) => app.store.apply_notification(&payment.id, key, change, now).await,
+        None => app
+            .store
+            .change_payment(None, &payment.id, change, now, None)
+            .await
+            .map(Some),
+    };
+    match result {
+        Ok(p) => Ok(p),
+        // A stale or reordered status (e.g. "processing" after "completed"): acknowledged so the
+        // provider stops resending, never applied, and logged for the operator.
         Err(StoreError::Transition(t)) => {
-            tracing::warn!(payment = %payment.id, provider = provider_id, error = %t, "notification ignored");
+            tracing::info!(payment = %payment.id, error = %t, "provider status ignored: the payment is past it");
             Ok(None)
         }
         Err(e) => Err(e.into()),

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use jinliu_domain::Timestamp;
 use jinliu_providers::Registry;
-use jinliu_providers::test::sandbox::Sandbox;
 use jinliu_store::Store;
 
 use crate::config::Config;
@@ -39,6 +38,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Idempotency keys whose first request is running on this node.
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
-    /// The built-in sandbox, when enabled.
-    pub sandbox: Option<Arc<Sandbox>>,
+    /// This process's name in work leases (status sync), unique per start.
+    pub node_id: String,
+    /// The Prometheus exporter's handle, when `serve` installed it (`GET /metrics`).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

@@ -19,6 +19,7 @@ mod orders;
 mod payments;
 mod persist;
 mod refunds;
+mod sync;
 mod writer;
 
 use std::sync::Arc;
@@ -30,7 +31,8 @@ use sea_orm_migration::MigratorTrait;
 pub use error::StoreError;
 pub use idempotency::{IdemRequest, IdempotencyRecord, StoredResponse};
 pub use orders::{OrderFilter, Page};
-pub use payments::PaymentChange;
+pub use payments::{NotificationKey, PaymentChange};
+pub use sync::{SyncJob, SyncKind};
 pub use writer::WriterStats;
 
 use jinliu_domain::MerchantId;
@@ -86,6 +88,8 @@ pub struct StoreConfig {
     pub read_connections: u32,
     /// SQLite `synchronous` level: `FULL` (durable, the default), `NORMAL` or `OFF`.
     pub sqlite_synchronous: String,
+    /// How long after creation an open payment or a pending refund becomes due for status sync.
+    pub sync_delay_ms: i64,
 }
 
 impl StoreConfig {
@@ -97,6 +101,7 @@ impl StoreConfig {
             writers: 4,
             read_connections: 8,
             sqlite_synchronous: "FULL".into(),
+            sync_delay_ms: 60_000,
         }
     }
 }
@@ -121,6 +126,7 @@ struct Inner {
     backend: Backend,
     read: DatabaseConnection,
     writer: writer::Writer,
+    sync_delay_ms: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -155,7 +161,12 @@ impl Store {
         };
         let writer = writer::Writer::start(write, backend, writers, config.max_batch.max(1));
         Ok(Store {
-            inner: Arc::new(Inner { backend, read, writer }),
+            inner: Arc::new(Inner {
+                backend,
+                read,
+                writer,
+                sync_delay_ms: config.sync_delay_ms,
+            }),
         })
     }
 
@@ -187,6 +198,10 @@ impl Store {
 
     pub(crate) fn writer(&self) -> &writer::Writer {
         &self.inner.writer
+    }
+
+    pub(crate) fn sync_delay_ms(&self) -> i64 {
+        self.inner.sync_delay_ms
     }
 }
 

@@ -12,7 +12,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002ProviderSync)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -357,6 +357,83 @@ impl MigrationTrait for M0001Initial {
                 .name("idempotency_keys_expires")
                 .table(IdempotencyKeys::Table)
                 .col(IdempotencyKeys::ExpiresAt)
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Provider notifications already applied (deduplication) and the status-sync job queue.
+struct M0002ProviderSync;
+
+impl MigrationName for M0002ProviderSync {
+    fn name(&self) -> &str {
+        "m0002_provider_sync"
+    }
+}
+
+#[derive(DeriveIden)]
+enum ProviderNotifications {
+    Table,
+    Provider,
+    Account,
+    Reference,
+    StatusCode,
+    PaymentId,
+    ReceivedAt,
+}
+
+#[derive(DeriveIden)]
+enum SyncJobs {
+    Table,
+    ObjectId,
+    Kind,
+    NextAt,
+    Attempts,
+    LeaseOwner,
+    LeaseUntil,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002ProviderSync {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(ProviderNotifications::Table)
+                .col(str_col(ProviderNotifications::Provider, 16))
+                .col(str_col(ProviderNotifications::Account, 64))
+                .col(str_col(ProviderNotifications::Reference, 64))
+                .col(str_col(ProviderNotifications::StatusCode, 64))
+                .col(id_col(ProviderNotifications::PaymentId))
+                .col(int_col(ProviderNotifications::ReceivedAt))
+                .primary_key(
+                    Index::create()
+                        .col(ProviderNotifications::Provider)
+                        .col(ProviderNotifications::Account)
+                        .col(ProviderNotifications::Reference)
+                        .col(ProviderNotifications::StatusCode),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(SyncJobs::Table)
+                .col(id_col(SyncJobs::ObjectId).primary_key())
+                .col(str_col(SyncJobs::Kind, 16))
+                .col(int_col(SyncJobs::NextAt))
+                .col(int_col(SyncJobs::Attempts))
+                .col(str_null(SyncJobs::LeaseOwner, 64))
+                .col(int_col(SyncJobs::LeaseUntil))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("sync_jobs_next_at")
+                .table(SyncJobs::Table)
+                .col(SyncJobs::NextAt)
                 .to_owned(),
         )
         .await?;

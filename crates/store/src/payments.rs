@@ -2,14 +2,16 @@
 
 use jinliu_domain::settle::{complete_attempt, new_attempt};
 use jinliu_domain::{OrderId, Payment, PaymentId, Timestamp};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::convert::{payment_from_row, payment_to_row};
-use crate::entity::payments;
+use crate::entity::{payments, provider_notifications};
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::persist::{insert_events, update_order, update_payment};
+use crate::sync::{SyncKind, schedule};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
 
@@ -47,6 +49,62 @@ pub(crate) async fn load_payment<C: ConnectionTrait>(
     payment_from_row(row)
 }
 
+/// A notification's identity for deduplication: the same provider status for the same
+/// reference on the same account is applied once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationKey {
+    /// Provider id.
+    pub provider: String,
+    /// Provider account id.
+    pub account: String,
+    /// The payment's provider reference.
+    pub reference: String,
+    /// The provider's own status word or code.
+    pub status_code: String,
+}
+
+async fn apply_change<C: ConnectionTrait>(
+    txn: &C,
+    scope: Option<&Scope>,
+    id: &PaymentId,
+    change: PaymentChange,
+    now: Timestamp,
+) -> Result<Payment, StoreError> {
+    let mut payment = load_payment(txn, scope, id.as_str()).await?;
+    let payment_version = payment.version;
+    let mut events = Vec::new();
+    match change {
+        PaymentChange::Complete { transaction_id } => {
+            let mut order = load_order(txn, None, payment.order_id.as_str()).await?;
+            let order_version = order.version;
+            let mut siblings: Vec<Payment> = load_attempts(txn, &order.id)
+                .await?
+                .into_iter()
+                .filter(|p| p.id != payment.id)
+                .collect();
+            let sibling_versions: Vec<i64> = siblings.iter().map(|p| p.version).collect();
+            events = complete_attempt(&mut order, &mut payment, &mut siblings, transaction_id, now)?;
+            if order.version != order_version {
+                update_order(txn, &order, order_version).await?;
+            }
+            for (p, v) in siblings.iter().zip(sibling_versions) {
+                if p.version != v {
+                    update_payment(txn, p, v).await?;
+                }
+            }
+        }
+        PaymentChange::Processing => events.push(payment.mark_processing(now)?),
+        PaymentChange::Fail => events.push(payment.fail(now)?),
+        PaymentChange::Expire => events.push(payment.expire(now)?),
+        PaymentChange::Cancel => events.push(payment.cancel(now)?),
+    }
+    if payment.version != payment_version {
+        update_payment(txn, &payment, payment_version).await?;
+    }
+    insert_events(txn, &payment.merchant_id, payment.livemode, &events, now).await?;
+    Ok(payment)
+}
+
 pub(crate) async fn load_attempts<C: ConnectionTrait>(conn: &C, order: &OrderId) -> Result<Vec<Payment>, StoreError> {
     payments::Entity::find()
         .filter(payments::Column::OrderId.eq(order.as_str()))
@@ -69,6 +127,7 @@ impl Store {
         idem: Option<IdemRequest<Payment>>,
     ) -> Result<Payment, StoreError> {
         let scope = scope.clone();
+        let sync_delay = self.sync_delay_ms();
         let w = work(move |txn| {
             let (scope, payment) = (scope.clone(), payment.clone());
             Box::pin(async move {
@@ -99,6 +158,13 @@ impl Store {
                     payment.created_at,
                 )
                 .await?;
+                schedule(
+                    txn,
+                    payment.id.as_str(),
+                    SyncKind::Payment,
+                    payment.created_at.timestamp_millis() + sync_delay,
+                )
+                .await?;
                 Ok(payment)
             })
         });
@@ -119,43 +185,60 @@ impl Store {
         let (scope, id) = (scope.cloned(), id.clone());
         let w = work(move |txn| {
             let (scope, id, change) = (scope.clone(), id.clone(), change.clone());
-            Box::pin(async move {
-                let mut payment = load_payment(txn, scope.as_ref(), id.as_str()).await?;
-                let payment_version = payment.version;
-                let mut events = Vec::new();
-                match change {
-                    PaymentChange::Complete { transaction_id } => {
-                        let mut order = load_order(txn, None, payment.order_id.as_str()).await?;
-                        let order_version = order.version;
-                        let mut siblings: Vec<Payment> = load_attempts(txn, &order.id)
-                            .await?
-                            .into_iter()
-                            .filter(|p| p.id != payment.id)
-                            .collect();
-                        let sibling_versions: Vec<i64> = siblings.iter().map(|p| p.version).collect();
-                        events = complete_attempt(&mut order, &mut payment, &mut siblings, transaction_id, now)?;
-                        if order.version != order_version {
-                            update_order(txn, &order, order_version).await?;
-                        }
-                        for (p, v) in siblings.iter().zip(sibling_versions) {
-                            if p.version != v {
-                                update_payment(txn, p, v).await?;
-                            }
-                        }
-                    }
-                    PaymentChange::Processing => events.push(payment.mark_processing(now)?),
-                    PaymentChange::Fail => events.push(payment.fail(now)?),
-                    PaymentChange::Expire => events.push(payment.expire(now)?),
-                    PaymentChange::Cancel => events.push(payment.cancel(now)?),
-                }
-                if payment.version != payment_version {
-                    update_payment(txn, &payment, payment_version).await?;
-                }
-                insert_events(txn, &payment.merchant_id, payment.livemode, &events, now).await?;
-                Ok(payment)
-            })
+            Box::pin(async move { apply_change(txn, scope.as_ref(), &id, change, now).await })
         });
         self.writer().submit(w, idem).await
+    }
+
+    /// Applies a provider notification's `change` once: the notification's key is recorded in the
+    /// same transaction, so the same notification re-sent changes nothing (`Ok(None)`), while a
+    /// new status for the same payment still gets through.
+    pub async fn apply_notification(
+        &self,
+        id: &PaymentId,
+        key: NotificationKey,
+        change: PaymentChange,
+        now: Timestamp,
+    ) -> Result<Option<Payment>, StoreError> {
+        let id = id.clone();
+        let w = work(move |txn| {
+            let (id, key, change) = (id.clone(), key.clone(), change.clone());
+            Box::pin(async move {
+                let fresh = provider_notifications::Entity::insert(provider_notifications::ActiveModel {
+                    provider: Set(key.provider),
+                    account: Set(key.account),
+                    reference: Set(key.reference),
+                    status_code: Set(key.status_code),
+                    payment_id: Set(id.to_string()),
+                    received_at: Set(now.timestamp_millis()),
+                })
+                .on_conflict(
+                    OnConflict::columns([
+                        provider_notifications::Column::Provider,
+                        provider_notifications::Column::Account,
+                        provider_notifications::Column::Reference,
+                        provider_notifications::Column::StatusCode,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await;
+                match fresh {
+                    Ok(n) if n > 0 => {}
+                    Ok(_) | Err(DbErr::RecordNotInserted) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+                apply_change(txn, None, &id, change, now).await.map(Some)
+            })
+        });
+        self.writer().submit(w, None).await
+    }
+
+    /// A payment by id alone, for callers that proved their right another way (a client secret,
+    /// the status-sync worker).
+    pub async fn payment_unscoped(&self, id: &PaymentId) -> Result<Option<Payment>, StoreError> {
+        found(load_payment(self.read(), None, id.as_str()).await)
     }
 
     /// One payment in the caller's scope.

@@ -12,6 +12,7 @@ use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::payments::load_payment;
 use crate::persist::{insert_events, update_order, update_payment, update_refund};
+use crate::sync::{SyncKind, schedule};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
 
@@ -38,6 +39,7 @@ impl Store {
         idem: Option<IdemRequest<(Refund, Payment)>>,
     ) -> Result<(Refund, Payment), StoreError> {
         let (scope, payment_id) = (scope.clone(), payment_id.clone());
+        let sync_delay = self.sync_delay_ms();
         let w = work(move |txn| {
             let (scope, payment_id, reason) = (scope.clone(), payment_id.clone(), reason.clone());
             Box::pin(async move {
@@ -63,6 +65,13 @@ impl Store {
                     .exec_without_returning(txn)
                     .await?;
                 insert_events(txn, &refund.merchant_id, refund.livemode, &[event], now).await?;
+                schedule(
+                    txn,
+                    refund.id.as_str(),
+                    SyncKind::Refund,
+                    now.timestamp_millis() + sync_delay,
+                )
+                .await?;
                 Ok((refund, payment))
             })
         });
@@ -101,6 +110,11 @@ impl Store {
     /// One refund in the caller's scope.
     pub async fn refund(&self, scope: &Scope, id: &RefundId) -> Result<Option<Refund>, StoreError> {
         found(load_refund(self.read(), Some(scope), id.as_str()).await)
+    }
+
+    /// A refund by id alone (the status-sync worker).
+    pub async fn refund_unscoped(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
+        found(load_refund(self.read(), None, id.as_str()).await)
     }
 
     /// A payment's refunds, oldest first (404 when the payment is not the caller's).

@@ -68,7 +68,11 @@ impl PaymentProvider for EcPay {
     async fn cancel(&self, _reference: &str) -> Result<(), ProviderError> {
         Err(not_built())
     }
-    fn verify_notification(&self, _n: &InboundNotification, _now: Timestamp) -> Result<VerifiedNotification, ProviderError> {
+    fn verify_notification(
+        &self,
+        _n: &InboundNotification,
+        _now: Timestamp,
+    ) -> Result<VerifiedNotification, ProviderError> {
         Err(ProviderError::BadNotification("not built".into()))
     }
 }

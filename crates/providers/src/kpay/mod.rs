@@ -11,10 +11,8 @@ use crate::{
 };
 
 /// The sandbox's test merchant credentials (the default test-mode account uses them).
-pub const SANDBOX_CREDENTIALS: &[(&str, &str)] = &[
-    ("merchant_id", "KPAYSANDBOX01"),
-    ("api_key", "kpay-sandbox-api-key"),
-];
+pub const SANDBOX_CREDENTIALS: &[(&str, &str)] =
+    &[("merchant_id", "KPAYSANDBOX01"), ("api_key", "kpay-sandbox-api-key")];
 
 /// The 客樂得 KPay adapter.
 #[derive(Debug)]
@@ -67,7 +65,11 @@ impl PaymentProvider for KPay {
     async fn cancel(&self, _reference: &str) -> Result<(), ProviderError> {
         Err(not_built())
     }
-    fn verify_notification(&self, _n: &InboundNotification, _now: Timestamp) -> Result<VerifiedNotification, ProviderError> {
+    fn verify_notification(
+        &self,
+        _n: &InboundNotification,
+        _now: Timestamp,
+    ) -> Result<VerifiedNotification, ProviderError> {
         Err(ProviderError::BadNotification("not built".into()))
     }
 }

@@ -24,11 +24,20 @@ pub use page::PageView;
 pub fn router(public_url: &str) -> axum::Router {
     let base = public_url.trim_end_matches('/');
     axum::Router::new()
-        .nest("/sandbox/kpay", crate::kpay::sandbox::router(Kit::new("kpay", format!("{base}/sandbox/kpay"))))
-        .nest("/sandbox/tpay", crate::tpay::sandbox::router(Kit::new("tpay", format!("{base}/sandbox/tpay"))))
+        .nest(
+            "/sandbox/kpay",
+            crate::kpay::sandbox::router(Kit::new("kpay", format!("{base}/sandbox/kpay"))),
+        )
+        .nest(
+            "/sandbox/tpay",
+            crate::tpay::sandbox::router(Kit::new("tpay", format!("{base}/sandbox/tpay"))),
+        )
         .nest(
             "/sandbox/octopus",
             crate::octopus::sandbox::router(Kit::new("octopus", format!("{base}/sandbox/octopus"))),
         )
-        .nest("/sandbox/ecpay", crate::ecpay::sandbox::router(Kit::new("ecpay", format!("{base}/sandbox/ecpay"))))
+        .nest(
+            "/sandbox/ecpay",
+            crate::ecpay::sandbox::router(Kit::new("ecpay", format!("{base}/sandbox/ecpay"))),
+        )
 }

@@ -55,7 +55,12 @@ pub fn done(view: Option<&PageView>, outcome: Outcome, report: &DeliveryReport) 
     let title = view.map(|v| v.provider_title.as_str()).unwrap_or("Sandbox");
     let back = view
         .and_then(|v| v.return_url.as_deref())
-        .map(|u| format!("<p><a id=\"return\" href=\"{}\">Back to the merchant</a></p>", escape(u)))
+        .map(|u| {
+            format!(
+                "<p><a id=\"return\" href=\"{}\">Back to the merchant</a></p>",
+                escape(u)
+            )
+        })
         .unwrap_or_default();
     let said = match outcome {
         Outcome::Paid => "Paid",

@@ -213,6 +213,8 @@ pub struct PaymentDto {
     pub order_id: String,
     /// Provider id.
     pub provider: String,
+    /// The provider account the payment was made with.
+    pub provider_account: String,
     /// Payment method.
     pub method: String,
     /// Major units.
@@ -279,6 +281,7 @@ impl From<&Payment> for PaymentDto {
             id: p.id.to_string(),
             order_id: p.order_id.to_string(),
             provider: p.provider.clone(),
+            provider_account: p.provider_account.clone(),
             method: p.method.clone(),
             amount: (p.amount.minor(), cur),
             currency: cur,

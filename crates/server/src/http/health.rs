@@ -32,3 +32,20 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         }
     }
 }
+
+/// Prometheus metrics (`jinliu_provider_request_seconds`, …) in the text exposition format.
+pub async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &app.metrics {
+        Some(h) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process",
+        )
+            .into_response(),
+    }
+}

@@ -47,27 +47,38 @@ fn api() -> Router<AppState> {
         .route("/refunds/{id}", get(payments::get_refund))
         .route("/payments/notify", post(notify::seed))
         .route("/payments/notify/{provider}", post(notify::for_provider))
+        .route("/payments/notify/{provider}/{account}", post(notify::for_account))
+        .route("/payments/webhook/octopus", post(notify::octopus_alias))
+        .route("/payments/{id}/checkout", get(payments::checkout))
 }
 
 /// The whole router.
 pub fn router(app: AppState) -> Router {
-    let mut r = Router::new()
+    let r = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .route(
             "/api/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::json()) }),
         )
         .nest("/api", api())
         .merge(api());
-    if let Some(sandbox) = &app.sandbox {
-        r = r.nest_service("/sandbox/test", sandbox.clone().router());
-    }
-    with_middleware(
+    // The sandboxes answer like the providers they imitate (their own error formats, injected
+    // 5xx), so they sit outside jinliu's middleware.
+    let sandboxes = app
+        .config
+        .sandbox
+        .then(|| jinliu_providers::sandbox::router(&app.config.public_url));
+    let r = with_middleware(
         r.fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(app),
-    )
+    );
+    match sandboxes {
+        Some(s) => s.merge(r),
+        None => r,
+    }
 }
 
 /// The layers every route gets: request ids, tracing, panic capture, 5xx scrubbing, body limit.

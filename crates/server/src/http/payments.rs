@@ -179,3 +179,62 @@ pub async fn get_refund(
         .ok_or_else(|| ApiError::not_found("refund"))?;
     Ok(respond(ok(200, RefundDto::from(&r), None)))
 }
+
+/// `?clientSecret=…`: the payment's client secret, the browser's only credential.
+#[derive(Debug, serde::Deserialize)]
+pub struct ClientSecretQuery {
+    /// The payment's client secret.
+    #[serde(rename = "clientSecret")]
+    pub client_secret: Option<String>,
+}
+
+/// Constant-time comparison, so response timing does not reveal how much of a guessed secret
+/// was right.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The customer's page for providers started by a browser form POST (ECPay, TPay): it posts
+/// the signed form to the provider at once. This is the payment's `qrCodeData.url`.
+#[utoipa::path(get, path = "/api/payments/{id}/checkout", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"), ("clientSecret" = String, Query, description = "The payment's client secret")),
+    responses((status = 200, description = "HTML that posts the provider's form", content_type = "text/html"), (status = 404, description = "Unknown payment or wrong secret")))]
+pub async fn checkout(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ClientSecretQuery>,
+) -> Result<Response, ApiError> {
+    use axum::response::{Html, IntoResponse};
+    let id = payment_id(&id)?;
+    let secret = q.client_secret.unwrap_or_default();
+    let payment = app
+        .store
+        .payment_unscoped(&id)
+        .await?
+        .filter(|p| same_secret(&p.client_secret, &secret))
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let esc = jinliu_providers::sandbox::page::escape;
+    if !payment.status.is_open() {
+        return Ok(Html(format!(
+            "<!doctype html><meta charset=\"utf-8\"><title>Payment</title><p>This payment is {}.</p>",
+            esc(payment.status.as_str())
+        ))
+        .into_response());
+    }
+    let form = service::adapter_of(&app, &payment)
+        .and_then(|a| a.checkout_form(&service::provider_request(&payment)))
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let inputs: String = form
+        .fields
+        .iter()
+        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v)))
+        .collect();
+    Ok(Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Redirecting to the payment page</title></head>\
+         <body><form id=\"checkout\" method=\"post\" action=\"{action}\">{inputs}\
+         <noscript><button type=\"submit\">Continue to payment</button></noscript></form>\
+         <script>document.getElementById('checkout').submit();</script></body></html>",
+        action = esc(&form.action)
+    ))
+    .into_response())
+}

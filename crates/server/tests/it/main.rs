@@ -4,6 +4,7 @@
 mod bad_input;
 mod flows;
 mod idempotency;
+mod providers;
 mod spec;
 
 use jinliu_server::config::{Config, Overrides};
@@ -57,7 +58,26 @@ impl Answer {
     }
 }
 
+/// The secret test servers check seed 000's `X-Signature` relay notifications with.
+pub const NOTIFY_SECRET: &str = "test-notify-secret";
+
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A server with extra `JINLIU_*` settings. Provider calls time out after one second so the
+/// timeout tests stay short; status sync never runs by itself (tests call `sync_now`).
+pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("JINLIU_NOTIFY_SECRET", NOTIFY_SECRET),
+        ("JINLIU_PROVIDER_TIMEOUT_MS", "1000"),
+        ("JINLIU_SYNC_AFTER_SECS", "3600"),
+        ("JINLIU_SYNC_INTERVAL_MS", "3600000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let db = TestDb::new(Engine::Sqlite).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -68,12 +88,12 @@ pub async fn spawn_app() -> TestApp {
         database_url: Some(db.url.clone()),
         ..Overrides::default()
     };
-    let config = Config::load_from(&overrides, |_| None).unwrap_or_else(|e| panic!("config: {e}"));
+    let config = Config::load_from(&overrides, |k| vars.get(k).cloned()).unwrap_or_else(|e| panic!("config: {e}"));
     let store = Store::connect(&config.store_config())
         .await
         .unwrap_or_else(|e| panic!("store: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
-    let app = jinliu_server::build_with_store(config, store.clone());
+    let app = jinliu_server::build_with_store(config, store.clone()).unwrap_or_else(|e| panic!("build: {e}"));
     let state = app.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(jinliu_server::serve(listener, app, async move {
@@ -164,24 +184,90 @@ impl TestApp {
         a
     }
 
-    /// The customer pays (or declines) at the sandbox; the sandbox notifies jinliu over HTTP.
-    pub async fn sandbox_pay(&self, payment: &Answer, outcome: &str) -> u16 {
+    /// The payment's customer URL (`qrCodeData.url`).
+    pub fn pay_url(payment: &Answer) -> String {
         let qr: Value = serde_json::from_str(payment.data()["qrCodeData"].as_str().unwrap_or("{}")).unwrap_or_default();
-        let url = qr["url"]
-            .as_str()
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let resp = self
+        qr["url"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// What the customer's browser does first: opens the payment's URL and, for providers
+    /// started by a form POST (ECPay, TPay), lets jinliu's page post the signed form to the
+    /// provider. Returns the provider's pay page.
+    pub async fn open_checkout(&self, payment: &Answer) -> (u16, String) {
+        let page = self
             .http
-            .post(url)
-            .form(&[("outcome", outcome)])
+            .get(Self::pay_url(payment))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("sandbox: {e}"));
-        resp.status().as_u16()
+            .unwrap_or_else(|e| panic!("checkout: {e}"));
+        let status = page.status().as_u16();
+        let html = page.text().await.unwrap_or_default();
+        let Some(form) = parse_checkout_form(&html) else {
+            return (status, html);
+        };
+        let resp = self
+            .http
+            .post(&form.0)
+            .form(&form.1)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("provider form: {e}"));
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+
+    /// The customer pays (`paid`), declines (`declined`) or lets it lapse (`expired`) at the
+    /// provider's sandbox; the sandbox notifies jinliu over HTTP and answers once jinliu has.
+    /// Returns the sandbox's HTTP status and its delivery report.
+    pub async fn simulate(&self, payment: &Answer, outcome: &str) -> (u16, Value) {
+        let provider = payment.data()["provider"].as_str().unwrap_or_default().to_owned();
+        let resp = self
+            .http
+            .post(format!("{}/sandbox/{provider}/simulate", self.base))
+            .json(&json!({ "paymentId": payment.id(), "outcome": outcome }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("simulate: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// Sets a provider sandbox's fault injection (`PUT /sandbox/{provider}/control`).
+    pub async fn faults(&self, provider: &str, faults: Value) {
+        let resp = self
+            .http
+            .put(format!("{}/sandbox/{provider}/control", self.base))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("control: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+    }
+
+    /// Makes the status-sync job of `object_id` due and runs one sync pass, as a node's worker
+    /// would on its next tick.
+    pub async fn sync_now(&self, object_id: &str) {
+        let due = self
+            .store
+            .sync_job_due_now(object_id, chrono::Utc::now())
+            .await
+            .unwrap_or_else(|e| panic!("due: {e}"));
+        assert!(due, "no sync job for {object_id}");
+        jinliu_server::sync::run_once(&self.state)
+            .await
+            .unwrap_or_else(|e| panic!("sync: {e}"));
+    }
+
+    /// A payment as it stands now.
+    pub async fn payment_now(&self, id: &str) -> Answer {
+        self.get(&format!("/api/payments/{id}")).await
+    }
+
+    /// The customer pays (`success`) or is declined (`fail`), opening the checkout first.
+    pub async fn sandbox_pay(&self, payment: &Answer, outcome: &str) -> u16 {
+        let (opened, page) = self.open_checkout(payment).await;
+        assert_eq!(opened, 200, "{page}");
+        let outcome = if outcome == "success" { "paid" } else { "declined" };
+        self.simulate(payment, outcome).await.0
     }
 
     /// An order with one completed payment; returns the payment answer.
@@ -193,4 +279,31 @@ impl TestApp {
         assert_eq!(now.data()["status"], "completed");
         now
     }
+}
+
+/// Finds jinliu's auto-posting checkout form in a page: its action and hidden fields.
+pub fn parse_checkout_form(html: &str) -> Option<(String, Vec<(String, String)>)> {
+    let start = html.find("<form id=\"checkout\"")?;
+    let form = &html[start..start + html[start..].find("</form>")?];
+    let action = unescape(attr(form, "action")?);
+    let fields = form
+        .split("<input ")
+        .skip(1)
+        .filter_map(|input| Some((unescape(attr(input, "name")?), unescape(attr(input, "value")?))))
+        .collect();
+    Some((action, fields))
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!("{name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    Some(&tag[start..start + tag[start..].find('"')?])
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }

@@ -5,4 +5,6 @@ pub mod events;
 pub mod idempotency;
 pub mod orders;
 pub mod payments;
+pub mod provider_notifications;
 pub mod refunds;
+pub mod sync_jobs;

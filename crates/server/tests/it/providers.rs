@@ -1,0 +1,381 @@
+//! Each provider end to end over real HTTP on 127.0.0.1: jinliu's API → the adapter → the
+//! provider's in-process sandbox (its own paths and signatures) → the customer's pay page →
+//! the provider-format notification back to jinliu. One set of scenarios, run for every
+//! provider by the macro at the bottom.
+
+use serde_json::{Value, json};
+
+use crate::{Answer, TestApp, spawn_app};
+
+/// One provider's test parameters: its method, currency, and amounts that respect its money
+/// rules (whole TWD; Octopus' 10-cent steps).
+pub struct Case {
+    pub provider: &'static str,
+    pub method: &'static str,
+    pub currency: &'static str,
+    /// The payment.
+    pub amount: &'static str,
+    /// A third of it.
+    pub part: &'static str,
+    /// What remains after two parts, plus the smallest step.
+    pub over: &'static str,
+    /// The amounts above, as the API renders them.
+    pub part_rendered: &'static str,
+    pub two_parts_rendered: &'static str,
+    /// Minor units of two parts.
+    pub two_parts_minor: i64,
+}
+
+async fn create(app: &TestApp, c: &Case) -> Answer {
+    let order = app.order(c.amount, c.currency).await;
+    let p = app
+        .post(
+            "/api/payments",
+            json!({ "orderId": order, "amount": c.amount, "currency": c.currency, "method": c.method,
+                    "successUrl": "https://shop.example/thanks" }),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{:?}", p.body);
+    assert_eq!(p.data()["provider"], c.provider);
+    assert_eq!(p.data()["status"], "pending");
+    let reference = p.data()["providerReference"].as_str().unwrap_or_default();
+    assert_eq!(reference.len(), 20, "references are ECPay-sized: {reference}");
+    let (status, page) = app.open_checkout(&p).await;
+    assert_eq!(status, 200, "the customer sees the provider's pay page: {page}");
+    assert!(page.contains("Pay"), "{page}");
+    p
+}
+
+async fn paid(app: &TestApp, c: &Case) -> Answer {
+    let p = create(app, c).await;
+    let (status, report) = app.simulate(&p, "paid").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["delivery"]["acknowledged"], true, "{report}");
+    let now = app.payment_now(&p.id()).await;
+    assert_eq!(now.data()["status"], "completed", "{:?}", now.body);
+    now
+}
+
+async fn refund(app: &TestApp, p: &Answer, body: Value) -> Answer {
+    app.post(&format!("/api/payments/refund/{}", p.id()), body).await
+}
+
+async fn refunded_at_provider(app: &TestApp, p: &Answer) -> i64 {
+    let account = p.data()["providerAccount"].as_str().map(str::to_owned);
+    let adapter = account
+        .and_then(|a| app.state.providers.account(&a))
+        .or_else(|| {
+            app.state
+                .providers
+                .default_for(p.data()["provider"].as_str().unwrap_or_default(), false)
+        })
+        .unwrap_or_else(|| panic!("no adapter"));
+    adapter
+        .refunded_total(p.data()["providerReference"].as_str().unwrap_or_default())
+        .await
+        .unwrap_or_else(|e| panic!("refunded_total: {e}"))
+}
+
+async fn event_count(app: &TestApp, object: &str, event_type: &str) -> usize {
+    app.store
+        .events_for_object(object)
+        .await
+        .unwrap_or_else(|e| panic!("events: {e}"))
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+pub async fn paid_then_refunded_in_two_parts_and_no_more(c: &Case) {
+    let app = spawn_app().await;
+    let p = paid(&app, c).await;
+    assert!(p.data()["providerTransactionId"].is_string(), "{:?}", p.body);
+    let order = app
+        .get(&format!(
+            "/api/orders/{}",
+            p.data()["orderId"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(order.data()["status"], "paid");
+    for _ in 0..2 {
+        let r = refund(&app, &p, json!({ "amount": c.part })).await;
+        assert_eq!(
+            (r.status, r.data()["status"].as_str()),
+            (201, Some("succeeded")),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.amount("amount"), c.part_rendered);
+    }
+    let over = refund(&app, &p, json!({ "amount": c.over })).await;
+    assert_eq!(
+        (over.status, over.code()),
+        (422, "refund_exceeds_remaining"),
+        "{:?}",
+        over.body
+    );
+    let now = app.payment_now(&p.id()).await;
+    assert_eq!(now.data()["status"], "partially_refunded");
+    assert_eq!(now.amount("refundedAmount"), c.two_parts_rendered);
+    assert_eq!(refunded_at_provider(&app, &p).await, c.two_parts_minor);
+}
+
+pub async fn a_full_refund_refunds_the_order(c: &Case) {
+    let app = spawn_app().await;
+    let p = paid(&app, c).await;
+    let r = refund(&app, &p, json!({})).await;
+    assert_eq!(
+        (r.status, r.data()["status"].as_str()),
+        (201, Some("succeeded")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "refunded");
+    let order = app
+        .get(&format!(
+            "/api/orders/{}",
+            p.data()["orderId"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(order.data()["status"], "refunded");
+}
+
+pub async fn a_declined_payment_fails(c: &Case) {
+    let app = spawn_app().await;
+    let p = create(&app, c).await;
+    let (status, report) = app.simulate(&p, "declined").await;
+    assert_eq!(status, 200, "{report}");
+    let now = app.payment_now(&p.id()).await;
+    assert_eq!(now.data()["status"], "failed", "{:?}", now.body);
+    // The customer cannot pay it afterwards.
+    assert_eq!(app.simulate(&p, "paid").await.0, 409);
+}
+
+pub async fn an_expired_payment_expires(c: &Case) {
+    let app = spawn_app().await;
+    let p = create(&app, c).await;
+    let (status, report) = app.simulate(&p, "expired").await;
+    assert_eq!(status, 200, "{report}");
+    if app.payment_now(&p.id()).await.data()["status"] == "pending" {
+        // Providers that do not notify on expiry: the status sync finds out.
+        app.sync_now(&p.id()).await;
+    }
+    let now = app.payment_now(&p.id()).await;
+    assert_eq!(now.data()["status"], "expired", "{:?}", now.body);
+}
+
+pub async fn duplicated_notifications_change_the_payment_once(c: &Case) {
+    let app = spawn_app().await;
+    app.faults(c.provider, json!({ "duplicateNotifications": true })).await;
+    let p = paid(&app, c).await;
+    assert_eq!(event_count(&app, &p.id(), "payment.completed").await, 1);
+}
+
+pub async fn reordered_notifications_never_move_a_payment_backwards(c: &Case) {
+    let app = spawn_app().await;
+    app.faults(c.provider, json!({ "reorderNotifications": true })).await;
+    let p = paid(&app, c).await;
+    assert_eq!(event_count(&app, &p.id(), "payment.completed").await, 1);
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "completed");
+}
+
+pub async fn a_forged_notification_is_refused_and_changes_nothing(c: &Case) {
+    let app = spawn_app().await;
+    let p = create(&app, c).await;
+    let account = p.data()["providerAccount"].as_str().unwrap_or("").to_owned();
+    let reference = p.data()["providerReference"].as_str().unwrap_or("").to_owned();
+    let forged = format!(
+        "{{\"order_no\":\"{reference}\",\"orderId\":\"{reference}\",\"txid\":\"{reference}\",\"MerchantTradeNo\":\"{reference}\",\"status\":\"E\",\"RtnCode\":\"1\"}}"
+    );
+    let a = app
+        .send(
+            app.http
+                .post(format!("{}/api/payments/notify/{}/{account}", app.base, c.provider))
+                .header("content-type", "application/json")
+                .header("x-octopus-signature", "00".repeat(32))
+                .header("x-octopus-timestamp", chrono::Utc::now().timestamp().to_string())
+                .body(forged),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (401, "invalid_signature"), "{:?}", a.body);
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "pending");
+}
+
+pub async fn status_sync_rescues_a_payment_whose_notification_was_dropped(c: &Case) {
+    let app = spawn_app().await;
+    app.faults(c.provider, json!({ "dropNotifications": true })).await;
+    let p = create(&app, c).await;
+    let (status, report) = app.simulate(&p, "paid").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["delivery"]["dropped"], true, "{report}");
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "pending");
+    app.sync_now(&p.id()).await;
+    let now = app.payment_now(&p.id()).await;
+    assert_eq!(now.data()["status"], "completed", "{:?}", now.body);
+}
+
+pub async fn provider_failures_and_timeouts_during_refund_refund_exactly_once(c: &Case) {
+    let app = spawn_app().await;
+    let p = paid(&app, c).await;
+    // A 503 (nothing happened at the provider), then a retry.
+    app.faults(c.provider, json!({ "failNext": 1, "ops": ["refund"] }))
+        .await;
+    let r = refund(&app, &p, json!({ "amount": c.part })).await;
+    assert_eq!(
+        (r.status, r.data()["status"].as_str()),
+        (201, Some("succeeded")),
+        "{:?}",
+        r.body
+    );
+    // The refund happens at the provider but its answer comes after jinliu's 1 s timeout.
+    app.faults(
+        c.provider,
+        json!({ "timeoutNext": 1, "timeoutMs": 2500, "ops": ["refund"] }),
+    )
+    .await;
+    let r = refund(&app, &p, json!({ "amount": c.part })).await;
+    assert_eq!(
+        (r.status, r.data()["status"].as_str()),
+        (201, Some("succeeded")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        refunded_at_provider(&app, &p).await,
+        c.two_parts_minor,
+        "refunded exactly once per refund at the provider"
+    );
+    assert_eq!(
+        app.payment_now(&p.id()).await.amount("refundedAmount"),
+        c.two_parts_rendered
+    );
+}
+
+pub async fn provider_failures_and_timeouts_during_create_still_create_one_payment(c: &Case) {
+    let app = spawn_app().await;
+    app.faults(c.provider, json!({ "failNext": 1, "ops": ["create"] }))
+        .await;
+    let first = paid(&app, c).await;
+    assert_eq!(first.data()["status"], "completed");
+    app.faults(
+        c.provider,
+        json!({ "timeoutNext": 1, "timeoutMs": 2500, "ops": ["create"] }),
+    )
+    .await;
+    let second = paid(&app, c).await;
+    assert_eq!(second.data()["status"], "completed");
+}
+
+macro_rules! provider_suite {
+    ($name:ident, $case:expr, [$($extra:ident),*]) => {
+        mod $name {
+            use super::*;
+            const CASE: Case = $case;
+            #[tokio::test]
+            async fn is_paid_on_its_sandbox_and_refunded_in_two_parts_and_no_more() {
+                paid_then_refunded_in_two_parts_and_no_more(&CASE).await;
+            }
+            #[tokio::test]
+            async fn a_full_refund_refunds_the_order() {
+                super::a_full_refund_refunds_the_order(&CASE).await;
+            }
+            #[tokio::test]
+            async fn a_declined_payment_fails() {
+                super::a_declined_payment_fails(&CASE).await;
+            }
+            #[tokio::test]
+            async fn an_expired_payment_expires() {
+                super::an_expired_payment_expires(&CASE).await;
+            }
+            #[tokio::test]
+            async fn duplicated_notifications_change_the_payment_once() {
+                super::duplicated_notifications_change_the_payment_once(&CASE).await;
+            }
+            #[tokio::test]
+            async fn reordered_notifications_never_move_a_payment_backwards() {
+                super::reordered_notifications_never_move_a_payment_backwards(&CASE).await;
+            }
+            #[tokio::test]
+            async fn a_forged_notification_is_refused_and_changes_nothing() {
+                super::a_forged_notification_is_refused_and_changes_nothing(&CASE).await;
+            }
+            #[tokio::test]
+            async fn status_sync_rescues_a_payment_whose_notification_was_dropped() {
+                super::status_sync_rescues_a_payment_whose_notification_was_dropped(&CASE).await;
+            }
+            #[tokio::test]
+            async fn provider_failures_and_timeouts_during_refund_refund_exactly_once() {
+                super::provider_failures_and_timeouts_during_refund_refund_exactly_once(&CASE).await;
+            }
+            $(
+                #[tokio::test]
+                async fn $extra() {
+                    super::$extra(&CASE).await;
+                }
+            )*
+        }
+    };
+}
+
+const TWD: (&str, &str, &str, &str, &str, i64) = ("300", "100", "101", "100", "200", 200);
+
+provider_suite!(
+    kpay,
+    Case {
+        provider: "kpay",
+        method: "kpay_qr",
+        currency: "TWD",
+        amount: TWD.0,
+        part: TWD.1,
+        over: TWD.2,
+        part_rendered: TWD.3,
+        two_parts_rendered: TWD.4,
+        two_parts_minor: TWD.5 * 100
+    },
+    [provider_failures_and_timeouts_during_create_still_create_one_payment]
+);
+provider_suite!(
+    octopus,
+    Case {
+        provider: "octopus",
+        method: "octopus_qr",
+        currency: "HKD",
+        amount: "300.00",
+        part: "100.00",
+        over: "100.10",
+        part_rendered: "100.00",
+        two_parts_rendered: "200.00",
+        two_parts_minor: 20_000
+    },
+    [provider_failures_and_timeouts_during_create_still_create_one_payment]
+);
+provider_suite!(
+    tpay,
+    Case {
+        provider: "tpay",
+        method: "tpay_redirect",
+        currency: "TWD",
+        amount: TWD.0,
+        part: TWD.1,
+        over: TWD.2,
+        part_rendered: TWD.3,
+        two_parts_rendered: TWD.4,
+        two_parts_minor: TWD.5 * 100
+    },
+    []
+);
+provider_suite!(
+    ecpay,
+    Case {
+        provider: "ecpay",
+        method: "ecpay_credit",
+        currency: "TWD",
+        amount: TWD.0,
+        part: TWD.1,
+        over: TWD.2,
+        part_rendered: TWD.3,
+        two_parts_rendered: TWD.4,
+        two_parts_minor: TWD.5 * 100
+    },
+    []
+);
