@@ -2,8 +2,7 @@
 
 use jinliu_domain::settle::{complete_attempt, new_attempt};
 use jinliu_domain::{OrderId, Payment, PaymentId, Timestamp};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
 use crate::convert::{payment_from_row, payment_to_row};
 use crate::entity::{payments, provider_notifications};
@@ -204,7 +203,12 @@ impl Store {
         let w = work(move |txn| {
             let (id, key, change) = (id.clone(), key.clone(), change.clone());
             Box::pin(async move {
-                let fresh = provider_notifications::Entity::insert(provider_notifications::ActiveModel {
+                // The key goes in inside its own savepoint: a duplicate (the same notification
+                // applied earlier, or by a concurrent transaction that committed first) rolls back
+                // just the insert, and the unit answers "nothing changed". ON CONFLICT DO NOTHING
+                // cannot say which happened on MySQL, whose driver counts matched rows.
+                let savepoint = txn.begin().await?;
+                let inserted = provider_notifications::Entity::insert(provider_notifications::ActiveModel {
                     provider: Set(key.provider),
                     account: Set(key.account),
                     reference: Set(key.reference),
@@ -212,21 +216,14 @@ impl Store {
                     payment_id: Set(id.to_string()),
                     received_at: Set(now.timestamp_millis()),
                 })
-                .on_conflict(
-                    OnConflict::columns([
-                        provider_notifications::Column::Provider,
-                        provider_notifications::Column::Account,
-                        provider_notifications::Column::Reference,
-                        provider_notifications::Column::StatusCode,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(txn)
+                .exec_without_returning(&savepoint)
                 .await;
-                match fresh {
-                    Ok(n) if n > 0 => {}
-                    Ok(_) | Err(DbErr::RecordNotInserted) => return Ok(None),
+                match inserted {
+                    Ok(_) => savepoint.commit().await?,
+                    Err(e) if is_unique_violation(&e) => {
+                        savepoint.rollback().await?;
+                        return Ok(None);
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 apply_change(txn, None, &id, change, now).await.map(Some)

@@ -9,7 +9,8 @@ use jinliu_domain::{
     RefundStatus, Timestamp, new_client_secret,
 };
 use jinliu_store::{
-    IdemRequest, IdempotencyRecord, OrderFilter, PaymentChange, Scope, Store, StoreConfig, StoreError, StoredResponse,
+    IdemRequest, IdempotencyRecord, NotificationKey, OrderFilter, PaymentChange, Scope, Store, StoreConfig, StoreError,
+    StoredResponse, SyncKind,
 };
 use jinliu_testkit::{Engine, TestDb, engines};
 
@@ -54,6 +55,8 @@ conformance!(
     another_merchants_objects_are_invisible,
     a_refund_that_fails_at_the_provider_releases_its_reservation,
     a_key_in_flight_on_one_node_cannot_be_started_on_another,
+    the_same_provider_notification_applies_once_but_a_new_status_gets_through,
+    a_due_sync_job_is_leased_to_exactly_one_node,
 );
 
 fn scope() -> Scope {
@@ -636,4 +639,105 @@ async fn a_key_in_flight_on_one_node_cannot_be_started_on_another(store: Store, 
         .err();
     assert!(matches!(err, Some(StoreError::IdempotencyRace)), "{err:?}");
     assert_eq!(store.refunds_for_payment(&s, &p.id).await.unwrap_or_default().len(), 1);
+}
+
+async fn the_same_provider_notification_applies_once_but_a_new_status_gets_through(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(50)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .create_payment(&s, attempt(&order, twd(50), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = |code: &str| NotificationKey {
+        provider: "test".into(),
+        account: "acct".into(),
+        reference: p.provider_reference.clone().unwrap_or_default(),
+        status_code: code.into(),
+    };
+    // "waiting" (processing) then "paid", each sent five times, concurrently.
+    for (code, change) in [
+        ("3", PaymentChange::Processing),
+        (
+            "1",
+            PaymentChange::Complete {
+                transaction_id: Some("tx".into()),
+            },
+        ),
+    ] {
+        let tries: Vec<_> = (0..5)
+            .map(|_| store.apply_notification(&p.id, key(code), change.clone(), now))
+            .collect();
+        let results = futures::future::join_all(tries).await;
+        let applied = results.into_iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert_eq!(applied, 1, "status {code} applied once");
+    }
+    let events = store
+        .events_for_object(p.id.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["payment.created", "payment.processing", "payment.completed"]);
+}
+
+async fn a_due_sync_job_is_leased_to_exactly_one_node(store: Store, url: String) {
+    let other = open(&url).await;
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(7)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .create_payment(&s, attempt(&order, twd(7), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nothing = store
+        .claim_sync_jobs("a", now, 60_000, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(nothing.is_empty(), "not due before the sync delay");
+    assert!(
+        store
+            .sync_job_due_now(p.id.as_str(), now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let later = now + Duration::seconds(1);
+    let (a, b) = tokio::join!(
+        store.claim_sync_jobs("node-a", later, 60_000, 10),
+        other.claim_sync_jobs("node-b", later, 60_000, 10)
+    );
+    let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(a.len() + b.len(), 1, "exactly one node holds the job: {a:?} {b:?}");
+    let (owner, job) = if a.is_empty() {
+        ("node-b", &b[0])
+    } else {
+        ("node-a", &a[0])
+    };
+    assert_eq!((job.kind, job.attempts), (SyncKind::Payment, 1));
+    // Given back with a later due time, nobody can claim it before then.
+    store
+        .reschedule_sync_job(owner, p.id.as_str(), later + Duration::seconds(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let early = other
+        .claim_sync_jobs("node-c", later + Duration::seconds(29), 60_000, 10)
+        .await;
+    assert!(early.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    let due = other
+        .claim_sync_jobs("node-c", later + Duration::seconds(31), 60_000, 10)
+        .await;
+    assert_eq!(due.unwrap_or_else(|e| panic!("{e}")).len(), 1);
+    store
+        .finish_sync_job(p.id.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = other
+        .claim_sync_jobs("node-c", later + Duration::seconds(999), 60_000, 10)
+        .await;
+    assert!(gone.unwrap_or_else(|e| panic!("{e}")).is_empty());
 }
