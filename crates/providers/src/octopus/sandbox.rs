@@ -427,7 +427,10 @@ impl OctopusSandbox {
                     "refundId already used for a different refund",
                 ));
             }
-            let payment = book.find(&req.order_id).ok_or_else(ApiError::not_found)?;
+            let payment = book
+                .find(&req.order_id)
+                .filter(|p| p.merchant_id == merchant.id)
+                .ok_or_else(ApiError::not_found)?;
             return Ok(axum::Json(refund_resource(&req.refund_id, &done, payment)).into_response());
         }
         let payment = book

@@ -641,3 +641,55 @@ async fn the_landing_page_for_an_unknown_token_is_not_found() {
         .expect("reachable");
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn a_payment_whose_notifications_were_dropped_is_found_paid_by_a_query() {
+    let base = start_sandbox().await;
+    let (notify, mut rx) = start_receiver().await;
+    let octopus = adapter_with(&base, &notify, fast_policy());
+    let p = new_payment(hkd(1_000));
+    octopus.create_payment(&p).await.expect("created");
+    put_control(&base, serde_json::json!({ "dropNotifications": true })).await;
+    let (_, answer) = simulate(&base, &p.reference, "paid").await;
+    assert_eq!(answer["delivery"]["dropped"], true, "{answer}");
+    assert!(rx.try_recv().is_err());
+    assert!(matches!(
+        octopus.query_payment(&p.reference).await,
+        Ok(ProviderStatus::Succeeded {
+            transaction_id: Some(_)
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_refund_answered_503_is_retried_and_refunds_exactly_once() {
+    let (base, octopus, p, _rx) = paid_payment(10_000).await;
+    put_control(&base, serde_json::json!({ "failNext": 2, "ops": ["refund"] })).await;
+    let req = refund_of(&p, &RefundId::generate(), 10_000);
+    let outcome = crate::outbound::refund_safely(&octopus, &req, 0, &fast_policy()).await;
+    assert!(matches!(outcome, Ok(RefundOutcome::Succeeded(_))), "{outcome:?}");
+    assert_eq!(octopus.refunded_total(&p.reference).await, Ok(10_000));
+    let again = octopus.refund(&refund_of(&p, &RefundId::generate(), 10)).await;
+    assert!(
+        matches!(again, Ok(RefundOutcome::Failed(ref m)) if m.contains("REFUND_EXCEEDS_AVAILABLE")),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_off_the_ten_cent_step_is_refused_without_calling_the_provider() {
+    let r = offline()
+        .refund(&RefundRequest {
+            payment_reference: "J0000000000000000001".into(),
+            method: "octopus_qr".into(),
+            payment_amount: hkd(10_000),
+            refund_id: RefundId::generate(),
+            amount: hkd(1_005),
+            reason: None,
+        })
+        .await;
+    assert!(
+        matches!(r, Ok(RefundOutcome::Failed(ref m)) if m.contains("10-cent steps")),
+        "{r:?}"
+    );
+}
