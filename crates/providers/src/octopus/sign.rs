@@ -62,7 +62,7 @@ fn mac(secret: &str, data: &[u8]) -> HmacSha256 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -106,6 +106,33 @@ mod tests {
             "710cacee3483c4155da49b3ef974a361ce14c6aba2608b80dc7f11b06aec1b4a"
         );
     }
+
+    #[test]
+    fn the_documented_query_and_notification_examples_sign_to_the_documented_values() {
+        // docs/providers/octopus.md, recomputed with openssl as above.
+        let query = path_payload(
+            "GET",
+            "/v1/payments/J0M9Z3K2X1W0V9U8T7S6",
+            "1700000000",
+            "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+        );
+        assert_eq!(
+            sign("oct-sandbox-signing-secret", query.as_bytes()),
+            "6339944b9e9d544b847da37f37cdbac213e9f4a4ae204e92296858c38e2006d6"
+        );
+        assert_eq!(
+            sign("oct-sandbox-webhook-secret", DOC_NOTIFICATION.as_bytes()),
+            "4c20df72c2d5007f1890959544de47c29f0ba07b6b59714f5b47fa8b5af2089a"
+        );
+    }
+
+    /// The notification body of the docs' worked example, byte for byte.
+    pub(crate) const DOC_NOTIFICATION: &str = concat!(
+        r#"{"eventId":"oevt_5f2c1a9e0b7d3c4e8a1f6b20","merchantId":"OCTSANDBOX01","#,
+        r#""paymentId":"opay_3b9d2e7f1c0a4b8e6d5f2a19","orderId":"J0M9Z3K2X1W0V9U8T7S6","#,
+        r#""status":"SUCCESS","amount":"100.00","currency":"HKD","transactionId":"R4F1C9A2B7E3D","#,
+        r#""failureReason":null,"timestamp":1700000000}"#
+    );
 
     #[test]
     fn verify_accepts_the_right_signature_and_refuses_a_changed_byte_or_non_hex() {

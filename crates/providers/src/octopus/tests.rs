@@ -693,3 +693,34 @@ async fn a_refund_off_the_ten_cent_step_is_refused_without_calling_the_provider(
         "{r:?}"
     );
 }
+
+#[test]
+fn the_documented_notification_is_what_the_sandbox_serialises_and_it_verifies() {
+    let body = wire::NotificationBody {
+        event_id: "oevt_5f2c1a9e0b7d3c4e8a1f6b20".into(),
+        merchant_id: "OCTSANDBOX01".into(),
+        payment_id: "opay_3b9d2e7f1c0a4b8e6d5f2a19".into(),
+        order_id: "J0M9Z3K2X1W0V9U8T7S6".into(),
+        status: "SUCCESS".into(),
+        amount: "100.00".into(),
+        currency: "HKD".into(),
+        transaction_id: Some("R4F1C9A2B7E3D".into()),
+        failure_reason: None,
+        timestamp: 1_700_000_000,
+    };
+    let bytes = serde_json::to_vec(&body).expect("json");
+    assert_eq!(String::from_utf8_lossy(&bytes), sign::tests::DOC_NOTIFICATION);
+    let n = InboundNotification {
+        headers: vec![
+            (
+                "x-octopus-signature".into(),
+                "4c20df72c2d5007f1890959544de47c29f0ba07b6b59714f5b47fa8b5af2089a".into(),
+            ),
+            ("x-octopus-timestamp".into(), "1700000000".into()),
+        ],
+        body: bytes,
+    };
+    let at = chrono::DateTime::from_timestamp(1_700_000_100, 0).expect("valid");
+    let v = offline().verify_notification(&n, at).expect("verifies");
+    assert_eq!(v.reference, "J0M9Z3K2X1W0V9U8T7S6");
+}
