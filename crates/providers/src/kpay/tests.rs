@@ -593,3 +593,35 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn the_public_router_works_nested_under_sandbox_kpay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let root = format!("http://{}", listener.local_addr().expect("addr"));
+    let prefix = format!("{root}/sandbox/kpay");
+    let app = Router::new().nest("/sandbox/kpay", sandbox::router(Kit::new("kpay", prefix.clone())));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut w = world().await;
+    w.base = prefix.clone();
+    let kpay = w.adapter(quick_policy());
+
+    let req = create_req(twd(100));
+    let created = kpay.create_payment(&req).await.expect("created");
+    assert_eq!(created.pay_url, Some(format!("{prefix}/pay/{}", req.reference)));
+    let form = [("outcome", "paid")];
+    let page = w
+        .http
+        .post(format!("{prefix}/pay/{}", req.reference))
+        .form(&form)
+        .send()
+        .await
+        .expect("pay action")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("acknowledged"), "{page}");
+    let v = kpay
+        .verify_notification(&w.next_note().await, chrono::Utc::now())
+        .expect("authentic");
+    assert_eq!(v.status, ProviderStatus::Authorized);
+}
