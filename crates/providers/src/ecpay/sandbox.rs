@@ -8,8 +8,10 @@
 //! - `POST /Cashier/QueryTradeInfo/V5`: signed urlencoded answer; `TimeStamp` must be within 3
 //!   minutes.
 //! - `POST /CreditDetail/QueryTrade/V2` and `POST /CreditDetail/DoAction`: card trades. ECPay's
-//!   stage has no DoAction, so settlement is modelled here: a paid card trade is settled at once
-//!   (`已關帳`), `R` refunds up to what is left, `C`/`E`/`N` follow ECPay's state machine.
+//!   stage has no DoAction, so settlement is modelled here like ECPay's automatic settlement: a
+//!   paid card trade is `要關帳` (settlement requested) until the daily batch at 20:30 Taipei
+//!   time, then `已關帳`; `R` refunds up to what is left, `C`/`E`/`N` follow ECPay's state
+//!   machine (a full refund before the batch is `E` then `N`).
 //! - Pay / Decline posts the result to the form's `ReturnURL`, signed, until answered `1|OK`.
 //!   An expired trade sends nothing (ECPay does not notify abandoned orders).
 //!
@@ -24,6 +26,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use jinliu_domain::{Currency, Money};
 
 use super::wire::{self, Action, Fields, card_status, field, trade_status};
@@ -45,6 +48,26 @@ pub const DECLINED_RTN_CODE: &str = "10100058";
 
 /// The `RtnCode` the sandbox answers a refused DoAction with (our choice; see the docs).
 pub const ACTION_REFUSED_RTN_CODE: &str = "10100050";
+
+/// When ECPay's daily automatic settlement runs, Taipei time (it asks merchants to avoid
+/// DoAction from 20:15 to 20:30).
+const BATCH_HOUR: u32 = 20;
+const BATCH_MINUTE: u32 = 30;
+
+/// The first settlement batch after `t`: 20:30 Taipei on the same day, or the next day's.
+fn settlement_batch_after(t: DateTime<Utc>) -> DateTime<Utc> {
+    let local = t.with_timezone(&super::taipei());
+    let batch_time = chrono::NaiveTime::from_hms_opt(BATCH_HOUR, BATCH_MINUTE, 0).unwrap_or_default();
+    let mut day = local.date_naive();
+    if local.time() >= batch_time {
+        day = day.succ_opt().unwrap_or(day);
+    }
+    day.and_time(batch_time)
+        .and_local_timezone(super::taipei())
+        .single()
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or(t)
+}
 
 /// How long a QueryTradeInfo `TimeStamp` stays valid (ECPay: 3 minutes).
 const TIMESTAMP_WINDOW_SECS: i64 = 180;
@@ -72,10 +95,15 @@ struct Card {
     clsamt: i64,
     close: Vec<CloseEntry>,
     authtime: String,
+    authorised_at: DateTime<Utc>,
 }
 
 impl Card {
-    fn refunded(&self) -> i64 {
+    /// What went back to the customer: everything once the authorisation is abandoned.
+    fn refunded(&self, amount: i64) -> i64 {
+        if self.status == card_status::ABANDONED {
+            return amount;
+        }
         self.close
             .iter()
             .filter(|e| e.status == card_status::REFUNDED)
@@ -185,13 +213,28 @@ impl EcPaySandbox {
         }
     }
 
+    /// The state, after running any nightly settlement batch that is due.
     fn book(&self) -> MutexGuard<'_, Book> {
         // Plain data; a panic elsewhere leaves at worst one trade half-updated in a test sandbox.
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Utc::now();
+        for card in book.trades.values_mut().filter_map(|t| t.card.as_mut()) {
+            if card.status == card_status::SETTLING && now >= settlement_batch_after(card.authorised_at) {
+                card.status = card_status::SETTLED;
+                for e in card.close.iter_mut().filter(|e| e.status == card_status::SETTLING) {
+                    e.status = card_status::SETTLED;
+                }
+            }
+        }
+        book
     }
 
     fn view(&self, trade: &Trade, reference: &str) -> PageView {
-        let refunded = trade.card.as_ref().map(Card::refunded).unwrap_or_default();
+        let refunded = trade
+            .card
+            .as_ref()
+            .map(|c| c.refunded(trade.amount))
+            .unwrap_or_default();
         let status = match trade.state {
             TradeState::Open => "open",
             TradeState::Paid if refunded > 0 && refunded >= trade.amount => "refunded",
@@ -423,9 +466,16 @@ impl EcPaySandbox {
             (Action::Settle, card_status::AUTHORISED) if amount <= full => {
                 card.status = card_status::SETTLING;
                 card.clsamt = amount;
+                card.authorised_at = Utc::now();
+                card.close.push(CloseEntry {
+                    status: card_status::SETTLING,
+                    sno,
+                    amount,
+                    datetime: now,
+                });
             }
             (Action::Refund, card_status::SETTLED | card_status::SETTLING) => {
-                let left = full - card.refunded();
+                let left = full - card.refunded(full);
                 if amount > left {
                     return refuse(&format!("Refund amount {amount} exceeds the refundable {left}"));
                 }
@@ -439,9 +489,9 @@ impl EcPaySandbox {
             (Action::CancelSettlement, card_status::SETTLING) => {
                 card.status = card_status::AUTHORISED;
                 card.clsamt = 0;
-                card.close.retain(|e| e.status != card_status::SETTLED);
+                card.close.retain(|e| e.status != card_status::SETTLING);
             }
-            (Action::Abandon, card_status::AUTHORISED) if card.refunded() == 0 => {
+            (Action::Abandon, card_status::AUTHORISED) if card.refunded(full) == 0 => {
                 card.status = card_status::ABANDONED;
             }
             (action, status) => {
@@ -478,15 +528,16 @@ impl SandboxPayments for EcPaySandbox {
                 if t.payment_type().starts_with("Credit") {
                     t.card = Some(Card {
                         gwsr: (10_000_000 + seq).to_string(),
-                        status: card_status::SETTLED,
+                        status: card_status::SETTLING,
                         clsamt: t.amount,
                         close: vec![CloseEntry {
-                            status: card_status::SETTLED,
+                            status: card_status::SETTLING,
                             sno: seq,
                             amount: t.amount,
                             datetime: now.clone(),
                         }],
                         authtime: now.clone(),
+                        authorised_at: Utc::now(),
                     });
                 }
                 ("1", "交易成功")
@@ -560,4 +611,23 @@ pub fn router(kit: Arc<Kit>) -> Router {
         .route("/CreditDetail/DoAction", post(do_action))
         .with_state(sb.clone())
         .merge(kit.routes(sb))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn card_trades_settle_at_the_next_2030_taipei_batch() {
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 3, 12, h, m, 0).single().expect("valid");
+        // 15:30 Taipei (07:30 UTC) settles the same evening at 20:30 Taipei (12:30 UTC).
+        assert_eq!(settlement_batch_after(at(7, 30)), at(12, 30));
+        // 20:30 Taipei itself already missed that batch: the next evening's.
+        let next = Utc.with_ymd_and_hms(2026, 3, 13, 12, 30, 0).single().expect("valid");
+        assert_eq!(settlement_batch_after(at(12, 30)), next);
+        // 23:00 Taipei is 15:00 UTC.
+        assert_eq!(settlement_batch_after(at(15, 0)), next);
+    }
 }

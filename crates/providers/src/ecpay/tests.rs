@@ -393,6 +393,29 @@ async fn pay_then_two_partial_refunds_and_an_over_refund_round_trip_over_http() 
 }
 
 #[tokio::test]
+async fn a_full_refund_before_the_nightly_batch_cancels_the_settlement_and_abandons_the_authorisation() {
+    let base = sandbox().await;
+    let (notify_url, mut inbox) = receiver().await;
+    let ecpay = adapter(&base, &notify_url, CallPolicy::default());
+    let req = request(twd(700));
+    post_form(&ecpay.checkout_form(&req).expect("form")).await;
+    simulate(&base, &req.reference, "paid").await;
+    inbox.recv().await.expect("notified");
+
+    let full = ecpay
+        .refund(&refund_request(&req.reference, req.amount, twd(700)))
+        .await;
+    assert!(matches!(full, Ok(RefundOutcome::Succeeded(_))), "{full:?}");
+    assert_eq!(ecpay.refunded_total(&req.reference).await, Ok(70_000));
+    // Paid a moment ago, so still before the 20:30 batch: E then N, not R.
+    let info = ecpay.trade_info(&req.reference).await.expect("trade");
+    let state = ecpay.card_state(&info).await.expect("card");
+    assert_eq!(state.status, card_status::ABANDONED);
+    let again = ecpay.refund(&refund_request(&req.reference, req.amount, twd(1))).await;
+    assert!(matches!(again, Ok(RefundOutcome::Failed(_))), "{again:?}");
+}
+
+#[tokio::test]
 async fn a_decline_notifies_a_failure_and_an_expiry_is_only_seen_by_querying() {
     let base = sandbox().await;
     let (notify_url, mut inbox) = receiver().await;
