@@ -194,7 +194,6 @@ impl EcPay {
             200 => Ok(reply),
             // ECPay answers 403 to a merchant calling too fast and lifts it after a while.
             403 => Err(ProviderError::Unavailable("ECPay rate limit (HTTP 403)".into())),
-            404 => Err(ProviderError::Unavailable(format!("no ECPay API at {url} (HTTP 404)"))),
             s => Err(ProviderError::Refused(format!(
                 "ECPay answered HTTP {s}: {}",
                 excerpt(&reply)
