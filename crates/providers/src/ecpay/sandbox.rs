@@ -294,7 +294,7 @@ impl EcPaySandbox {
                 let view = self.view(existing, &reference);
                 return page::render(&view, &self.kit.pay_url(&reference)).into_response();
             }
-            return error_page("10200047", "MerchantTradeNo is already used");
+            return error_page("10200052", "MerchantTradeNo is already used");
         }
         book.seq += 1;
         let now = chrono::Utc::now();

@@ -483,6 +483,41 @@ async fn the_sandbox_refuses_wrong_signatures_and_unknown_merchants() {
 }
 
 #[tokio::test]
+async fn the_same_form_may_be_posted_again_but_a_used_trade_number_may_not() {
+    let base = sandbox().await;
+    let ecpay = adapter(&base, "http://127.0.0.1:9/notify", CallPolicy::default());
+    let req = request(twd(100));
+    let form = ecpay.checkout_form(&req).expect("form");
+    assert_eq!(post_form(&form).await.0, 200);
+    assert_eq!(post_form(&form).await.0, 200, "the customer reopened the page");
+    let mut other = req.clone();
+    other.amount = twd(101);
+    let (status, page) = post_form(&ecpay.checkout_form(&other).expect("form")).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("already used"), "{page}");
+}
+
+#[tokio::test]
+async fn the_sandbox_refuses_a_query_timestamp_older_than_three_minutes() {
+    let base = sandbox().await;
+    let mut fields = wire::QueryTradeInfo {
+        merchant_id: "3002607".into(),
+        merchant_trade_no: "J0000000000000000000".into(),
+        timestamp: chrono::Utc::now().timestamp() - 181,
+    }
+    .fields();
+    sign::sign(&mut fields, "pwFHCqoQZGmho4w6", "EkRm7iFT261dpevs");
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/Cashier/QueryTradeInfo/V5"))
+        .form(&fields)
+        .send()
+        .await
+        .expect("sandbox reachable");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.text().await.expect("body"), "TimeStamp Error");
+}
+
+#[tokio::test]
 async fn a_refund_whose_answer_times_out_is_made_exactly_once() {
     let base = sandbox().await;
     let (notify_url, mut inbox) = receiver().await;
