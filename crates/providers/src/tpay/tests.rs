@@ -222,6 +222,15 @@ fn a_correctly_signed_result_with_a_query_only_status_is_rejected() {
     assert!(matches!(res, Err(ProviderError::BadNotification(_))), "{res:?}");
 }
 
+#[test]
+fn a_result_with_a_field_sent_twice_is_rejected() {
+    let t = adapter_for(account("http://127.0.0.1:1", "http://127.0.0.1:1/n"));
+    // A second `status` after the signed one must not be able to override it.
+    let body = format!("{}&status=2", signed_result("170", "1"));
+    let res = t.verify_notification(&note(&body), chrono::Utc::now());
+    assert!(matches!(res, Err(ProviderError::BadNotification(_))), "{res:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
@@ -389,6 +398,45 @@ async fn a_paid_payment_notifies_waiting_then_paid_and_refunds_up_to_its_amount(
         Ok(RefundOutcome::Succeeded(_))
     ));
     assert_eq!(t.refunded_total(&reference).await, Ok(17_000));
+}
+
+#[tokio::test]
+async fn reordered_and_duplicated_notifications_all_verify_and_keep_their_status_codes() {
+    let (base, t, id, _reference, mut rx) = opened(170).await;
+    let control = reqwest::Client::new()
+        .put(format!("{base}/control"))
+        .json(&serde_json::json!({ "reorderNotifications": true, "duplicateNotifications": true }))
+        .send()
+        .await
+        .expect("control");
+    assert_eq!(control.status().as_u16(), 200);
+    let sim = simulate(&base, &id, "paid").await;
+    assert_eq!(sim["delivery"]["sent"], 4);
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let n = rx.recv().await.expect("notification");
+        codes.push(
+            t.verify_notification(&n, chrono::Utc::now())
+                .expect("valid")
+                .status_code,
+        );
+    }
+    assert_eq!(codes, ["1", "1", "3", "3"]);
+}
+
+#[tokio::test]
+async fn a_refund_number_reused_with_another_amount_is_refused() {
+    let (base, t, id, reference, _rx) = opened(170).await;
+    simulate(&base, &id, "paid").await;
+    let mut req = refund_req(&reference, 170, 20);
+    assert!(matches!(t.refund(&req).await, Ok(RefundOutcome::Succeeded(_))));
+    req.amount = twd(30);
+    let again = t.refund(&req).await;
+    assert!(
+        matches!(again, Ok(RefundOutcome::Failed(ref m)) if m.contains("304")),
+        "{again:?}"
+    );
+    assert_eq!(t.refunded_total(&reference).await, Ok(2_000));
 }
 
 #[tokio::test]
