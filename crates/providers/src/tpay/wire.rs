@@ -225,6 +225,7 @@ pub struct CancelReply {
 pub struct ErrorReply {
     /// One of [`error`].
     pub error_code: String,
-    /// Human-readable reason.
+    /// Human-readable reason (read as empty when a reply leaves it out).
+    #[serde(default)]
     pub error_desc: String,
 }
