@@ -93,6 +93,7 @@ async fn an_octopus_order_is_paid_in_the_sandbox_and_refunded_in_two_parts() {
         kinds,
         [
             "payment.created",
+            "payment.processing",
             "payment.completed",
             "payment.partially_refunded",
             "payment.refunded"
@@ -165,13 +166,15 @@ async fn when_one_attempt_completes_the_others_are_cancelled_and_a_late_payment_
             json!({ "orderId": order, "amount": 80, "provider": "ecpay" }),
         )
         .await;
+    // The customer has both pay pages open.
+    assert_eq!(app.open_checkout(&b).await.0, 200);
     assert_eq!(app.sandbox_pay(&a, "success").await, 200);
     assert_eq!(
         app.get(&format!("/api/payments/{}", b.id())).await.data()["status"],
         "cancelled"
     );
     // The customer still pays the other attempt at its provider: real money, kept and flagged.
-    assert_eq!(app.sandbox_pay(&b, "success").await, 200);
+    assert_eq!(app.simulate(&b, "paid").await.0, 200);
     let late = app.get(&format!("/api/payments/{}", b.id())).await;
     assert_eq!(late.data()["status"], "completed");
     assert_eq!(

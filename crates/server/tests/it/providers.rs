@@ -317,7 +317,7 @@ macro_rules! provider_suite {
     };
 }
 
-const TWD: (&str, &str, &str, &str, &str, i64) = ("300", "100", "101", "100", "200", 200);
+const TWD: (&str, &str, &str, &str, &str, i64) = ("300", "100", "101", "100.00", "200.00", 200);
 
 provider_suite!(
     kpay,
