@@ -457,6 +457,36 @@ pub async fn receive_notification(
     Ok(verified.ack)
 }
 
+/// The order is paid: the other attempts, already cancelled in jinliu in the same transaction,
+/// are closed at their providers too, so the customer cannot pay twice. Best effort: a failure
+/// is logged, and a payment that still completes there is kept and flagged `duplicate`.
+async fn cancel_siblings_at_providers(app: &AppState, paid: &Payment) {
+    let scope = Scope {
+        merchant_id: paid.merchant_id.clone(),
+        livemode: paid.livemode,
+    };
+    let siblings = match app.store.payments_for_order(&scope, &paid.order_id).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!(order = %paid.order_id, error = %e, "could not list attempts to cancel at providers");
+            return;
+        }
+    };
+    for sibling in siblings
+        .iter()
+        .filter(|s| s.id != paid.id && s.status == PaymentStatus::Cancelled)
+    {
+        if let (Some(provider), Some(reference)) = (adapter_of(app, sibling), &sibling.provider_reference) {
+            match provider.cancel(reference).await {
+                Ok(()) | Err(ProviderError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(payment = %sibling.id, error = %e, "could not cancel a superseded attempt at its provider")
+                }
+            }
+        }
+    }
+}
+
 /// KPay-style providers authorise first: jinliu captures at once, then asks again.
 pub async fn capture_if_authorized(
     provider: &dyn PaymentProvider,
@@ -490,6 +520,7 @@ pub async fn apply_status(
         ProviderStatus::Cancelled => PaymentChange::Cancel,
         ProviderStatus::Pending | ProviderStatus::Authorized => return Ok(None),
     };
+    let completes = matches!(change, PaymentChange::Complete { .. });
     let now = app.clock.now();
     let result = match key {
         Some(key) => app.store.apply_notification(&payment.id, key, change, now).await,
@@ -500,6 +531,10 @@ pub async fn apply_status(
             .map(Some),
     };
     match result {
+        Ok(Some(p)) if completes && p.status == PaymentStatus::Completed && !p.duplicate => {
+            cancel_siblings_at_providers(app, &p).await;
+            Ok(Some(p))
+        }
         Ok(p) => Ok(p),
         // A stale or reordered status (e.g. "processing" after "completed"): acknowledged so the
         // provider stops resending, never applied, and logged for the operator.

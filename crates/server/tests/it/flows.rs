@@ -156,6 +156,27 @@ async fn a_declined_payment_fails_and_the_order_can_be_paid_by_a_new_attempt() {
 }
 
 #[tokio::test]
+async fn when_one_attempt_completes_the_others_are_cancelled_at_their_providers_too() {
+    let app = spawn_app().await;
+    let order = app.order("80", "TWD").await;
+    let a = app
+        .post(
+            "/api/payments",
+            json!({ "orderId": order, "amount": 80, "provider": "ecpay" }),
+        )
+        .await;
+    let b = app.payment(&order, "80", "TWD").await;
+    assert_eq!(b.data()["provider"], "kpay");
+    assert_eq!(app.sandbox_pay(&a, "success").await, 200);
+    assert_eq!(app.payment_now(&b.id()).await.data()["status"], "cancelled");
+    assert_eq!(
+        app.simulate(&b, "paid").await.0,
+        409,
+        "the customer can no longer pay the superseded attempt at KPay"
+    );
+}
+
+#[tokio::test]
 async fn when_one_attempt_completes_the_others_are_cancelled_and_a_late_payment_is_flagged() {
     let app = spawn_app().await;
     let order = app.order("80", "TWD").await;
@@ -166,7 +187,8 @@ async fn when_one_attempt_completes_the_others_are_cancelled_and_a_late_payment_
             json!({ "orderId": order, "amount": 80, "provider": "ecpay" }),
         )
         .await;
-    // The customer has both pay pages open.
+    // The customer has both pay pages open; ECPay has no call that voids an unpaid order, so
+    // the second one stays payable there.
     assert_eq!(app.open_checkout(&b).await.0, 200);
     assert_eq!(app.sandbox_pay(&a, "success").await, 200);
     assert_eq!(
