@@ -6,10 +6,13 @@
 //! 2. measures the baseline: the same payment + event inserts, one transaction each, straight
 //!    through the driver (and `pgbench -N` at the same client count on PostgreSQL, when present);
 //! 3. starts `jinliu serve` as a child process (so its RSS and CPU time are its own);
-//! 4. drives `POST /api/payments` (one payment per order, including the call to the in-process
-//!    sandbox provider) closed-loop at each `--connections` count, then open-loop at a fixed
+//! 4. drives `POST /api/payments` (one TWD payment per order, through the KPay adapter and its
+//!    in-process sandbox over HTTP) closed-loop at each `--connections` count, then open-loop at a fixed
 //!    arrival rate with latency measured from each request's intended send time;
-//! 5. prints offered and achieved rates, p50/p95/p99, errors, server CPU per request and RSS, and
+//! 5. drives Octopus payment notifications (`POST /api/payments/notify/octopus/octopus_test`,
+//!    signed as the Octopus sandbox signs them; verify + dedupe + transition + events) closed-loop
+//!    at each `--connections` count, one seeded pending payment per notification;
+//! 6. prints offered and achieved rates, p50/p95/p99, errors, server CPU per request and RSS, and
 //!    the ratios to the baselines.
 //!
 //! Numbers on a shared machine are noisy; the ratios to the same-run baseline are what to compare.
@@ -47,6 +50,72 @@ pub struct BenchArgs {
     /// Orders to seed (each request pays one).
     #[arg(long, default_value_t = 300_000)]
     pub orders: usize,
+    /// Pending Octopus payments to seed for the notification ingestion run (each notification
+    /// completes one).
+    #[arg(long, default_value_t = 150_000)]
+    pub notifications: usize,
+}
+
+/// One request of a run: `Some(ok)` for request `i`, `None` when the fixtures ran out.
+type Op = Arc<dyn Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<bool>> + Send>> + Send + Sync>;
+
+fn pay_op(client: &reqwest::Client, base: &str, orders: &Arc<Vec<OrderId>>) -> Op {
+    let (client, base, orders) = (client.clone(), base.to_owned(), orders.clone());
+    Arc::new(move |i| {
+        let (client, base, order) = (client.clone(), base.clone(), orders.get(i).cloned());
+        Box::pin(async move {
+            let order = order?;
+            Some(pay(&client, &base, &order).await)
+        })
+    })
+}
+
+/// Octopus notifications (SUCCESS) for seeded pending payments, signed as the Octopus sandbox
+/// signs them: what the ingestion run sends.
+fn notify_op(client: &reqwest::Client, base: &str, references: &Arc<Vec<String>>) -> Op {
+    let creds = jinliu_providers::sandbox_credentials("octopus");
+    let merchant = creds.get("merchant_id").cloned().unwrap_or_default();
+    let secret = creds.get("webhook_secret").cloned().unwrap_or_default();
+    let url = format!("{base}/api/payments/notify/octopus/octopus_test");
+    let (client, references) = (client.clone(), references.clone());
+    Arc::new(move |i| {
+        let reference = references.get(i).cloned();
+        let (client, url, merchant, secret) = (client.clone(), url.clone(), merchant.clone(), secret.clone());
+        Box::pin(async move {
+            use jinliu_providers::octopus::{sign, wire};
+            let reference = reference?;
+            let timestamp = chrono::Utc::now().timestamp();
+            let body = wire::NotificationBody {
+                event_id: format!("oevt_bench_{i}"),
+                merchant_id: merchant,
+                payment_id: format!("opay_bench_{i}"),
+                order_id: reference,
+                status: wire::status::SUCCESS.into(),
+                amount: wire::amount_text(10_000),
+                currency: wire::CURRENCY.into(),
+                transaction_id: Some(format!("otx_bench_{i}")),
+                failure_reason: None,
+                timestamp,
+            };
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let resp = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header(wire::H_SIGNATURE, sign::sign(&secret, &bytes))
+                .header(wire::H_TIMESTAMP, timestamp.to_string())
+                .body(bytes)
+                .send()
+                .await;
+            Some(match resp {
+                Ok(r) => {
+                    let ok = r.status().as_u16() == 200;
+                    let _ = r.bytes().await;
+                    ok
+                }
+                Err(_) => false,
+            })
+        })
+    })
 }
 
 struct RunResult {
@@ -103,6 +172,17 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         .seed_orders(&merchant, amount, args.orders)
         .await
         .map_err(|e| e.to_string())?;
+    let hkd = Money::from_minor(10_000, Currency::Hkd).map_err(|e| e.to_string())?;
+    eprintln!(
+        "[{backend}] seeding {} pending Octopus payments for the ingestion run",
+        args.notifications
+    );
+    let references = Arc::new(
+        store
+            .seed_pending_payments(&merchant, "octopus", "octopus_test", hkd, args.notifications)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
 
     let main_conns = args.connections.first().copied().unwrap_or(16);
     let base_conc = if backend == "sqlite" { 1 } else { main_conns };
@@ -131,16 +211,16 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         .build()
         .map_err(|e| e.to_string())?;
 
+    let pay = pay_op(&client, &base, &orders);
     // Warm-up: connections, statement caches, allocator.
-    let _ = closed_loop(&client, &base, &orders, &next, 16, Duration::from_secs(1)).await;
+    let _ = closed_loop(&pay, &next, 16, Duration::from_secs(1)).await;
     let mut runs = Vec::new();
     for &c in &args.connections {
         eprintln!("[{backend}] closed loop, {c} connections, {} s", args.duration);
         let before = proc_stats(pid);
-        let (lat, errors, took) =
-            closed_loop(&client, &base, &orders, &next, c, Duration::from_secs(args.duration)).await;
+        let (lat, errors, took) = closed_loop(&pay, &next, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
-            format!("closed, {c} conns"),
+            format!("create payment, closed, {c} conns"),
             None,
             lat,
             errors,
@@ -153,9 +233,9 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let rate = args.rate.unwrap_or(((best * 0.7) as u64).max(50));
     eprintln!("[{backend}] open loop, {rate}/s, {} s", args.duration);
     let before = proc_stats(pid);
-    let (lat, errors, took) = open_loop(&client, &base, &orders, &next, rate, Duration::from_secs(args.duration)).await;
+    let (lat, errors, took) = open_loop(&pay, &next, rate, Duration::from_secs(args.duration)).await;
     runs.push(summarise(
-        format!("open, {rate}/s"),
+        format!("create payment, open, {rate}/s"),
         Some(rate as f64),
         lat,
         errors,
@@ -164,6 +244,28 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         proc_stats(pid),
     ));
     let used = next.load(Ordering::Relaxed);
+    let notify = notify_op(&client, &base, &references);
+    let next_note = Arc::new(AtomicUsize::new(0));
+    for &c in &args.connections {
+        eprintln!(
+            "[{backend}] Octopus notification ingestion, closed loop, {c} connections, {} s",
+            args.duration
+        );
+        let before = proc_stats(pid);
+        let (lat, errors, took) = closed_loop(&notify, &next_note, c, Duration::from_secs(args.duration)).await;
+        runs.push(summarise(
+            format!("octopus notification, closed, {c} conns"),
+            None,
+            lat,
+            errors,
+            took,
+            before,
+            proc_stats(pid),
+        ));
+    }
+    if next_note.load(Ordering::Relaxed) >= references.len() {
+        eprintln!("[{backend}] all seeded Octopus payments were used; raise --notifications");
+    }
     let _ = child.kill().await;
     Ok(render(
         backend,
@@ -189,6 +291,8 @@ fn spawn_server(url: &str, port: u16, sync: &str) -> Result<Child, String> {
         .env("DATABASE_URL", url)
         .env("JINLIU_SQLITE_SYNCHRONOUS", sync)
         .env("JINLIU_MERCHANT_ID", "mer_00000000000000000000000000000001")
+        // The created payments are never paid; keep the status sync from querying them mid-run.
+        .env("JINLIU_SYNC_AFTER_SECS", "3600")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -228,30 +332,22 @@ async fn pay(client: &reqwest::Client, base: &str, order: &OrderId) -> bool {
     }
 }
 
-async fn closed_loop(
-    client: &reqwest::Client,
-    base: &str,
-    orders: &Arc<Vec<OrderId>>,
-    next: &Arc<AtomicUsize>,
-    conns: usize,
-    duration: Duration,
-) -> (Vec<u32>, u64, Duration) {
+async fn closed_loop(op: &Op, next: &Arc<AtomicUsize>, conns: usize, duration: Duration) -> (Vec<u32>, u64, Duration) {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (client, base, orders, next) = (client.clone(), base.to_owned(), orders.clone(), next.clone());
+        let (op, next) = (op.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0_u64;
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(order) = orders.get(i) else { break };
                 let t = Instant::now();
-                if pay(&client, &base, order).await {
-                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                } else {
-                    errors += 1;
+                match op(i).await {
+                    None => break,
+                    Some(true) => lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                    Some(false) => errors += 1,
                 }
             }
             (lat, errors)
@@ -268,14 +364,7 @@ async fn closed_loop(
     (all, errors, start.elapsed())
 }
 
-async fn open_loop(
-    client: &reqwest::Client,
-    base: &str,
-    orders: &Arc<Vec<OrderId>>,
-    next: &Arc<AtomicUsize>,
-    rate: u64,
-    duration: Duration,
-) -> (Vec<u32>, u64, Duration) {
+async fn open_loop(op: &Op, next: &Arc<AtomicUsize>, rate: u64, duration: Duration) -> (Vec<u32>, u64, Duration) {
     let start = tokio::time::Instant::now();
     let total = rate * duration.as_secs();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -292,11 +381,11 @@ async fn open_loop(
             continue;
         }
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(order) = orders.get(i).cloned() else { break };
-        let (client, base, in_flight) = (client.clone(), base.to_owned(), in_flight.clone());
+        let request = op(i);
+        let in_flight = in_flight.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
         tasks.push(tokio::spawn(async move {
-            let ok = pay(&client, &base, &order).await;
+            let ok = request.await.unwrap_or(false);
             in_flight.fetch_sub(1, Ordering::Relaxed);
             // Latency from the intended send time: a slow server delays later sends in a closed
             // loop and hides its own queueing (coordinated omission); here it cannot.

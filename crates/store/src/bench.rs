@@ -3,11 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use jinliu_domain::{EventId, MerchantId, Money, NewOrder, Order, OrderId, PaymentId};
+use jinliu_domain::{
+    EventId, MerchantId, Money, NewOrder, Order, OrderId, Payment, PaymentId, PaymentStatus, new_client_secret,
+    provider_reference,
+};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ConnectionTrait, Database, EntityTrait, TransactionTrait};
 
-use crate::convert::{ms, order_to_row};
+use crate::convert::{ms, order_to_row, payment_to_row};
 use crate::entity::{events, orders, payments};
 use crate::{Store, StoreError};
 
@@ -52,6 +55,87 @@ impl Store {
         }
         txn.commit().await?;
         Ok(ids)
+    }
+
+    /// Inserts `count` orders, each with one pending payment of `amount` made through
+    /// `provider`/`account`, in large batches (a benchmark fixture for notification ingestion).
+    /// Returns the payments' provider references.
+    pub async fn seed_pending_payments(
+        &self,
+        merchant: &MerchantId,
+        provider: &str,
+        account: &str,
+        amount: Money,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut references = Vec::with_capacity(count);
+        let now = chrono::Utc::now();
+        let txn = self.read().begin().await?;
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(250);
+            let mut order_rows = Vec::with_capacity(n);
+            let mut payment_rows = Vec::with_capacity(n);
+            for i in 0..n {
+                let new = NewOrder {
+                    merchant_id: merchant.clone(),
+                    description: Some("bench".into()),
+                    amount,
+                    items: vec![],
+                    customer_email: None,
+                    customer_phone: None,
+                    metadata: None,
+                    livemode: false,
+                };
+                let (mut order, _) = Order::create(new, format!("N{:011}", references.len() + i), now);
+                // The order is claimed by its attempt, as a unit of work would leave it.
+                order.version += 1;
+                let id = PaymentId::generate();
+                let reference = provider_reference(&id);
+                payment_rows.push(payment_to_row(&Payment {
+                    client_secret: new_client_secret(&id),
+                    provider_reference: Some(reference.clone()),
+                    provider_transaction_id: None,
+                    merchant_id: merchant.clone(),
+                    order_id: order.id.clone(),
+                    provider: provider.to_owned(),
+                    provider_account: account.to_owned(),
+                    method: "bench".into(),
+                    amount,
+                    status: PaymentStatus::Pending,
+                    payment_token: None,
+                    qr_code_data: None,
+                    success_url: None,
+                    failure_url: None,
+                    description: None,
+                    customer_email: None,
+                    customer_phone: None,
+                    metadata: None,
+                    refunded_minor: 0,
+                    refund_pending_minor: 0,
+                    late_success: false,
+                    duplicate: false,
+                    livemode: false,
+                    version: 1,
+                    expires_at: now + chrono::Duration::hours(1),
+                    completed_at: None,
+                    created_at: now,
+                    updated_at: now,
+                    id,
+                }));
+                order_rows.push(order_to_row(&order));
+                references.push(reference);
+            }
+            orders::Entity::insert_many(order_rows)
+                .exec_without_returning(&txn)
+                .await?;
+            payments::Entity::insert_many(payment_rows)
+                .exec_without_returning(&txn)
+                .await?;
+            left -= n;
+        }
+        txn.commit().await?;
+        Ok(references)
     }
 
     /// The baseline: for `duration`, `concurrency` tasks each insert one payment row and one
