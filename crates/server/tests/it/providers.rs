@@ -379,3 +379,119 @@ provider_suite!(
     },
     []
 );
+
+/// An Octopus notification for `payment`, signed with the sandbox merchant's webhook secret,
+/// stamped `timestamp`.
+fn octopus_notification(p: &Answer, status: &str, timestamp: i64) -> (Vec<u8>, String) {
+    use jinliu_providers::octopus::{sign, wire};
+    let creds = jinliu_providers::sandbox_credentials("octopus");
+    let body = wire::NotificationBody {
+        event_id: "oevt_test".into(),
+        merchant_id: creds.get("merchant_id").cloned().unwrap_or_default(),
+        payment_id: "opay_test".into(),
+        order_id: p.data()["providerReference"].as_str().unwrap_or_default().to_owned(),
+        status: status.into(),
+        amount: p.amount("amount"),
+        currency: "HKD".into(),
+        transaction_id: Some("otx_test".into()),
+        failure_reason: None,
+        timestamp,
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let signature = sign::sign(creds.get("webhook_secret").map(String::as_str).unwrap_or(""), &bytes);
+    (bytes, signature)
+}
+
+async fn post_octopus(app: &TestApp, path: &str, body: Vec<u8>, signature: &str, timestamp: i64) -> Answer {
+    app.send(
+        app.http
+            .post(format!("{}{path}", app.base))
+            .header("content-type", "application/json")
+            .header("x-octopus-signature", signature)
+            .header("x-octopus-timestamp", timestamp.to_string())
+            .body(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_stale_octopus_notification_is_refused_even_with_a_valid_signature() {
+    let app = spawn_app().await;
+    let order = app.order("20.00", "HKD").await;
+    let p = app.payment(&order, "20.00", "HKD").await;
+    let stale = chrono::Utc::now().timestamp() - 301;
+    let (body, signature) = octopus_notification(&p, "SUCCESS", stale);
+    let a = post_octopus(&app, "/api/payments/webhook/octopus", body, &signature, stale).await;
+    assert_eq!((a.status, a.code()), (401, "invalid_signature"), "{:?}", a.body);
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "pending");
+}
+
+#[tokio::test]
+async fn seed_004s_octopus_webhook_path_takes_a_signed_notification_once() {
+    let app = spawn_app().await;
+    let order = app.order("20.00", "HKD").await;
+    let p = app.payment(&order, "20.00", "HKD").await;
+    let now = chrono::Utc::now().timestamp();
+    let (body, signature) = octopus_notification(&p, "SUCCESS", now);
+    for _ in 0..5 {
+        let a = post_octopus(&app, "/api/payments/webhook/octopus", body.clone(), &signature, now).await;
+        assert_eq!((a.status, a.text.as_str()), (200, r#"{"received":true}"#));
+    }
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "completed");
+    assert_eq!(event_count(&app, &p.id(), "payment.completed").await, 1);
+    // A late PROCESSING after SUCCESS is acknowledged and ignored.
+    let (body, signature) = octopus_notification(&p, "PROCESSING", now);
+    let a = post_octopus(&app, "/api/payments/webhook/octopus", body, &signature, now).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "completed");
+}
+
+#[tokio::test]
+async fn each_provider_refuses_amounts_outside_its_rules_with_invalid_amount() {
+    let app = spawn_app().await;
+    for (method, currency, amount, why) in [
+        ("octopus_qr", "HKD", "10.05", "Octopus takes 10-cent steps"),
+        (
+            "octopus_qr",
+            "HKD",
+            "30000.10",
+            "Octopus' per-payment maximum is HKD 30,000",
+        ),
+        ("octopus_qr", "HKD", "0.05", "Octopus' minimum is HKD 0.10"),
+        ("kpay_qr", "TWD", "10.50", "KPay takes whole dollars"),
+        ("tpay_redirect", "TWD", "10.50", "TPay takes whole dollars"),
+        ("ecpay_credit", "TWD", "10.50", "ECPay takes whole dollars"),
+    ] {
+        let order = app.order(amount, currency).await;
+        let before = app.counts().await;
+        let a = app
+            .post(
+                "/api/payments",
+                json!({ "orderId": order, "amount": amount, "currency": currency, "method": method }),
+            )
+            .await;
+        assert_eq!((a.status, a.code()), (422, "invalid_amount"), "{why}: {:?}", a.body);
+        assert_eq!(app.counts().await, before, "{why}: nothing written");
+    }
+    let order = app.order("10", "HKD").await;
+    let a = app
+        .post(
+            "/api/payments",
+            json!({ "orderId": order, "amount": "10", "currency": "HKD", "method": "kpay_qr" }),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (422, "currency_not_supported"), "{:?}", a.body);
+}
+
+#[tokio::test]
+async fn only_ecpay_card_payments_can_be_refunded_through_the_api() {
+    // jinliu offers ECPay only as ecpay_credit; the refusal path is the adapter's `can_refund`.
+    let app = spawn_app().await;
+    let adapter = app
+        .state
+        .providers
+        .default_for("ecpay", false)
+        .unwrap_or_else(|| panic!("ecpay"));
+    assert!(adapter.can_refund("ecpay_credit"));
+    assert!(!adapter.can_refund("ecpay_atm"));
+}
