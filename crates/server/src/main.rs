@@ -104,7 +104,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             // The Prometheus recorder is process-wide by the metrics crate's design; `serve`
             // installs it once and hands the handle to the /metrics route.
             app.metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("jinliu_provider_request_seconds".into()),
+                    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+                .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics disabled"))
                 .ok();
             tracing::info!(

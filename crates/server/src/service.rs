@@ -277,17 +277,47 @@ pub async fn cancel_payment(
         })
         .into());
     }
-    if let (Some(provider), Some(reference)) = (adapter_of(app, &payment), &payment.provider_reference) {
+    cancel_at_provider(app, &payment).await?;
+    Ok(app
+        .store
+        .change_payment(Some(scope), id, PaymentChange::Cancel, app.clock.now(), idem)
+        .await?)
+}
+
+/// Closes an open attempt at its provider, so the customer can no longer pay it there. A
+/// refusal (typically: already paid there) stops the cancellation: the money moved.
+async fn cancel_at_provider(app: &AppState, payment: &Payment) -> Result<(), ApiError> {
+    if let (Some(provider), Some(reference)) = (adapter_of(app, payment), &payment.provider_reference) {
         match provider.cancel(reference).await {
             // Unknown at the provider: nobody can pay it there, so cancelling here is safe.
             Ok(()) | Err(ProviderError::NotFound) => {}
             Err(e) => return Err(provider_error(e)),
         }
     }
-    Ok(app
+    Ok(())
+}
+
+/// Cancels a pending order: its open attempts at their providers first, then the order and the
+/// attempts in jinliu, in one transaction.
+pub async fn cancel_order(
+    app: &AppState,
+    scope: &Scope,
+    id: &OrderId,
+    idem: Option<IdemRequest<Order>>,
+) -> Result<Order, ApiError> {
+    let order = app
         .store
-        .change_payment(Some(scope), id, PaymentChange::Cancel, app.clock.now(), idem)
-        .await?)
+        .order(scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if order.is_payable() {
+        for attempt in app.store.payments_for_order(scope, id).await? {
+            if attempt.status.is_open() {
+                cancel_at_provider(app, &attempt).await?;
+            }
+        }
+    }
+    Ok(app.store.cancel_order(scope, id, app.clock.now(), idem).await?)
 }
 
 /// Refunds (part of) a payment: reserve, ask the provider, settle.

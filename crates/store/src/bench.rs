@@ -76,6 +76,7 @@ impl Store {
             let n = left.min(250);
             let mut order_rows = Vec::with_capacity(n);
             let mut payment_rows = Vec::with_capacity(n);
+            let first = references.len();
             for i in 0..n {
                 let new = NewOrder {
                     merchant_id: merchant.clone(),
@@ -87,7 +88,7 @@ impl Store {
                     metadata: None,
                     livemode: false,
                 };
-                let (mut order, _) = Order::create(new, format!("N{:011}", references.len() + i), now);
+                let (mut order, _) = Order::create(new, format!("N{:011}", first + i), now);
                 // The order is claimed by its attempt, as a unit of work would leave it.
                 order.version += 1;
                 let id = PaymentId::generate();

@@ -69,7 +69,7 @@ pub async fn cancel(
     Ok(
         idempotency::run(&app, &scope, key, &path, &body.raw, render_cancelled, |idem| async {
             let idem = idem.map(|c| c.request(true, render_cancelled));
-            Ok(app.store.cancel_order(&scope, &id, app.clock.now(), idem).await?)
+            crate::service::cancel_order(&app, &scope, &id, idem).await
         })
         .await,
     )

@@ -219,6 +219,22 @@ async fn when_one_attempt_completes_the_others_are_cancelled_and_a_late_payment_
 }
 
 #[tokio::test]
+async fn cancelling_an_order_closes_its_open_attempts_at_their_providers() {
+    let app = spawn_app().await;
+    let order = app.order("10", "HKD").await;
+    let p = app.payment(&order, "10.00", "HKD").await;
+    let oc = app.post(&format!("/api/orders/{order}/cancel"), json!({})).await;
+    assert_eq!(
+        (oc.status, oc.data()["status"].as_str()),
+        (200, Some("cancelled")),
+        "{:?}",
+        oc.body
+    );
+    assert_eq!(app.payment_now(&p.id()).await.data()["status"], "cancelled");
+    assert_eq!(app.simulate(&p, "paid").await.0, 409, "Octopus no longer takes it");
+}
+
+#[tokio::test]
 async fn a_pending_payment_can_be_cancelled_and_the_order_too() {
     let app = spawn_app().await;
     let order = app.order("10", "HKD").await;
