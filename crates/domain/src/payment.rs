@@ -152,6 +152,10 @@ pub enum RefundRejected {
         /// Its currency.
         currency: Currency,
     },
+    /// Another refund of this payment is still pending, and the provider cannot tell two
+    /// refunds apart (no refund id of ours), so a second one must wait.
+    #[error("another refund of this payment is still pending")]
+    InProgress,
 }
 
 #[derive(Serialize)]

@@ -335,7 +335,8 @@ pub async fn refund_payment(
         .payment(scope, id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
-    if let Some(p) = adapter_of(app, &payment)
+    let adapter = adapter_of(app, &payment);
+    if let Some(p) = &adapter
         && !p.can_refund(&payment.method)
     {
         return Err(ApiError::unprocessable(
@@ -349,12 +350,24 @@ pub async fn refund_payment(
     }
     let currency = payment.amount.currency();
     let minor = match amount {
-        Some(text) => Some(Money::parse_major(&text, currency, app.config.amount_limit)?.minor()),
+        Some(text) => {
+            let money = Money::parse_major(&text, currency, app.config.amount_limit)?;
+            // The provider's own money rules (whole TWD, Octopus' 10-cent steps) hold for
+            // refunds too: refused here, before anything is reserved.
+            if let Some(p) = &adapter {
+                p.check_amount(money)
+                    .map_err(|message| ApiError::unprocessable("invalid_amount", message))?;
+            }
+            Some(money.minor())
+        }
         None => None,
     };
+    // A provider that cannot tell two refunds apart gets one at a time: otherwise a refund whose
+    // answer was lost could be taken for done because another one raised the refunded total.
+    let exclusive = adapter.as_ref().is_some_and(|p| !p.refund_is_idempotent());
     let (refund, payment) = app
         .store
-        .start_refund(scope, id, minor, reason.clone(), app.clock.now(), start_idem)
+        .start_refund(scope, id, minor, reason.clone(), exclusive, app.clock.now(), start_idem)
         .await?;
     // The provider call and the settlement run in their own task: once the reservation is
     // committed they must finish even if the client disconnects (which drops this future).
@@ -386,6 +399,14 @@ pub async fn refund_payment(
             // Unknown outcome: the refund stays pending until the provider's notification or
             // the status sync settles it; the answer says so.
             Ok(RefundOutcome::Pending(_)) | Err(_) => {
+                if let Err(e) = app
+                    .store
+                    .release_refund_to_sync(refund.id.as_str(), app.clock.now())
+                    .await
+                {
+                    // The request's lease then expires by itself and sync takes over later.
+                    tracing::warn!(refund = %refund.id, error = %e, "could not hand the refund to status sync");
+                }
                 return with_retries(|| async {
                     match finish_idem.as_ref() {
                         Some(make) => app.store.finish_idempotency(refund.clone(), make()).await,
@@ -467,21 +488,24 @@ pub async fn receive_notification(
             "the notified amount differs from the payment",
         ));
     }
-    let status = if verified.trusted {
-        verified.status.clone()
+    let (status, status_code) = if verified.trusted {
+        (verified.status.clone(), verified.status_code.clone())
     } else {
-        // The notification proves nothing by itself: ask the provider.
-        account
+        // The notification proves nothing by itself: ask the provider, and deduplicate on what
+        // the provider said, not on what the (forgeable) notification claimed.
+        let queried = account
             .query_payment(&verified.reference)
             .await
-            .map_err(provider_error)?
+            .map_err(provider_error)?;
+        let code = format!("queried:{}", status_word(&queried));
+        (queried, code)
     };
     let status = capture_if_authorized(account.as_ref(), &payment, status).await?;
     let key = NotificationKey {
         provider: provider_id.to_owned(),
         account: account.account().id.clone(),
         reference: verified.reference.clone(),
-        status_code: verified.status_code.clone(),
+        status_code,
     };
     apply_status(app, &payment, status, Some(key)).await?;
     Ok(verified.ack)
@@ -527,11 +551,30 @@ pub async fn capture_if_authorized(
         return Ok(status);
     }
     let reference = payment.provider_reference.clone().unwrap_or_default();
+    if !payment.status.is_open() {
+        // Nobody expects this money any more (the attempt was cancelled, expired, or another
+        // attempt paid the order): release the authorisation instead of capturing it.
+        provider.cancel(&reference).await.map_err(provider_error)?;
+        return provider.query_payment(&reference).await.map_err(provider_error);
+    }
     provider
         .capture(&reference, payment.amount)
         .await
         .map_err(provider_error)?;
     provider.query_payment(&reference).await.map_err(provider_error)
+}
+
+/// A provider status as one word, for deduplication keys of queried statuses.
+fn status_word(status: &ProviderStatus) -> &'static str {
+    match status {
+        ProviderStatus::Pending => "pending",
+        ProviderStatus::Processing => "processing",
+        ProviderStatus::Authorized => "authorized",
+        ProviderStatus::Succeeded { .. } => "succeeded",
+        ProviderStatus::Failed { .. } => "failed",
+        ProviderStatus::Expired => "expired",
+        ProviderStatus::Cancelled => "cancelled",
+    }
 }
 
 /// Applies where the provider says a payment stands. With a notification key the change is

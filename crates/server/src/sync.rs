@@ -40,6 +40,15 @@ pub async fn run_once(app: &AppState) -> Result<usize, StoreError> {
         .await?;
     let n = jobs.len();
     for job in jobs {
+        // The batch is worked one job at a time, and provider calls can be slow: renew each
+        // job's lease just before its turn, and skip it if another node took it meanwhile.
+        if !app
+            .store
+            .renew_sync_lease(&app.node_id, &job.object_id, app.clock.now(), LEASE_MS)
+            .await?
+        {
+            continue;
+        }
         let done = match job.kind {
             SyncKind::Payment => sync_payment(app, &job).await,
             SyncKind::Refund => sync_refund(app, &job).await,

@@ -241,6 +241,10 @@ pub struct TableCounts {
     pub events: u64,
     /// `idempotency_keys`
     pub idempotency_keys: u64,
+    /// `provider_notifications` (applied notification keys)
+    pub provider_notifications: u64,
+    /// `sync_jobs`
+    pub sync_jobs: u64,
 }
 
 /// An outbox row as stored.
@@ -267,6 +271,8 @@ impl Store {
             refunds: entity::refunds::Entity::find().count(db).await?,
             events: entity::events::Entity::find().count(db).await?,
             idempotency_keys: entity::idempotency::Entity::find().count(db).await?,
+            provider_notifications: entity::provider_notifications::Entity::find().count(db).await?,
+            sync_jobs: entity::sync_jobs::Entity::find().count(db).await?,
         })
     }
 

@@ -162,6 +162,7 @@ impl Store {
                     payment.id.as_str(),
                     SyncKind::Payment,
                     payment.created_at.timestamp_millis() + sync_delay,
+                    None,
                 )
                 .await?;
                 Ok(payment)

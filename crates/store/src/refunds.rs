@@ -12,7 +12,7 @@ use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::payments::load_payment;
 use crate::persist::{insert_events, update_order, update_payment, update_refund};
-use crate::sync::{SyncKind, schedule};
+use crate::sync::{REQUEST_LEASE_MS, REQUEST_LEASE_OWNER, SyncKind, finish, schedule};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
 
@@ -29,12 +29,15 @@ async fn load_refund<C: ConnectionTrait>(conn: &C, scope: Option<&Scope>, id: &s
 impl Store {
     /// Creates a pending refund of `amount_minor` (or of everything left when `None`), reserving
     /// it on the payment so that concurrent refunds can never together exceed the capture.
+    // Each argument is one fact of the request; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start_refund(
         &self,
         scope: &Scope,
         payment_id: &PaymentId,
         amount_minor: Option<i64>,
         reason: Option<String>,
+        exclusive: bool,
         now: Timestamp,
         idem: Option<IdemRequest<(Refund, Payment)>>,
     ) -> Result<(Refund, Payment), StoreError> {
@@ -47,6 +50,9 @@ impl Store {
                 let version = payment.version;
                 if !payment.status.is_captured() {
                     return Err(RefundRejected::NotRefundable(payment.status.as_str()).into());
+                }
+                if exclusive && payment.refund_pending_minor > 0 {
+                    return Err(RefundRejected::InProgress.into());
                 }
                 let minor = amount_minor.unwrap_or_else(|| payment.refundable_minor());
                 let amount = Money::from_minor(minor, payment.amount.currency()).map_err(|_| {
@@ -65,11 +71,15 @@ impl Store {
                     .exec_without_returning(txn)
                     .await?;
                 insert_events(txn, &refund.merchant_id, refund.livemode, &[event], now).await?;
+                // The request that started the refund holds the job's lease while it talks to the
+                // provider; status sync takes over only when that request gives up (it releases
+                // the lease) or its node dies (the lease expires).
                 schedule(
                     txn,
                     refund.id.as_str(),
                     SyncKind::Refund,
                     now.timestamp_millis() + sync_delay,
+                    Some((REQUEST_LEASE_OWNER, now.timestamp_millis() + REQUEST_LEASE_MS)),
                 )
                 .await?;
                 Ok((refund, payment))
@@ -101,6 +111,7 @@ impl Store {
                     update_order(txn, &order, ov).await?;
                 }
                 insert_events(txn, &refund.merchant_id, refund.livemode, &events, now).await?;
+                finish(txn, refund.id.as_str()).await?;
                 Ok(refund)
             })
         });

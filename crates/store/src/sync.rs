@@ -2,7 +2,8 @@
 //! must fetch from the provider because no notification settled them.
 //!
 //! A job is written in the same transaction as the payment or refund it follows, due a set delay
-//! later. Nodes claim due jobs with a lease: a conditional UPDATE that only one node can win
+//! later (a refund's job is leased to the request that started it until that request settles it
+//! or gives up, so sync never re-sends a refund whose first request is still in flight). Nodes claim due jobs with a lease: a conditional UPDATE that only one node can win
 //! (`lease_until < now`), so two nodes never query the same payment at once, and a node that
 //! dies mid-job loses its lease when it expires. A job whose object is settled is deleted.
 
@@ -42,22 +43,35 @@ pub struct SyncJob {
     pub attempts: i64,
 }
 
+/// The lease holder of a refund job while the request that started the refund is still talking
+/// to the provider.
+pub(crate) const REQUEST_LEASE_OWNER: &str = "request";
+/// How long that request may hold it: far beyond a provider call's timeouts and retries, so sync
+/// never races a live request; a crashed node's refunds are picked up after it.
+pub(crate) const REQUEST_LEASE_MS: i64 = 10 * 60 * 1000;
+
 pub(crate) async fn schedule<C: ConnectionTrait>(
     conn: &C,
     object_id: &str,
     kind: SyncKind,
     due_ms: i64,
+    lease: Option<(&str, i64)>,
 ) -> Result<(), StoreError> {
     row::Entity::insert(row::ActiveModel {
         object_id: Set(object_id.to_owned()),
         kind: Set(kind.as_str().to_owned()),
         next_at: Set(due_ms),
         attempts: Set(0),
-        lease_owner: Set(None),
-        lease_until: Set(0),
+        lease_owner: Set(lease.map(|(owner, _)| owner.to_owned())),
+        lease_until: Set(lease.map_or(0, |(_, until)| until)),
     })
     .exec_without_returning(conn)
     .await?;
+    Ok(())
+}
+
+pub(crate) async fn finish<C: ConnectionTrait>(conn: &C, object_id: &str) -> Result<(), StoreError> {
+    row::Entity::delete_by_id(object_id.to_owned()).exec(conn).await?;
     Ok(())
 }
 
@@ -123,6 +137,38 @@ impl Store {
             .exec(self.read())
             .await?;
         Ok(())
+    }
+
+    /// Renews a claimed job's lease just before working on it; `false` when the lease was lost
+    /// meanwhile (expired and taken by another node), and the job must be left alone.
+    pub async fn renew_sync_lease(
+        &self,
+        owner: &str,
+        object_id: &str,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now_ms = now.timestamp_millis();
+        Ok(row::Entity::update_many()
+            .col_expr(row::Column::LeaseUntil, Expr::value(now_ms + lease_ms))
+            .filter(row::Column::ObjectId.eq(object_id))
+            .filter(row::Column::LeaseOwner.eq(owner))
+            .filter(row::Column::LeaseUntil.gte(now_ms))
+            .exec(self.read())
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Hands the job of a refund whose outcome the request could not learn to status sync: the
+    /// request's lease is released and the job is due after the sync delay.
+    pub async fn release_refund_to_sync(&self, object_id: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.reschedule_sync_job(
+            REQUEST_LEASE_OWNER,
+            object_id,
+            now + chrono::Duration::milliseconds(self.sync_delay_ms()),
+        )
+        .await
     }
 
     /// Removes a job whose object needs no more syncing.

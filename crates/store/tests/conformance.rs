@@ -57,6 +57,7 @@ conformance!(
     a_key_in_flight_on_one_node_cannot_be_started_on_another,
     the_same_provider_notification_applies_once_but_a_new_status_gets_through,
     a_due_sync_job_is_leased_to_exactly_one_node,
+    an_exclusive_refund_waits_for_the_pending_one_and_sync_waits_for_its_request,
 );
 
 fn scope() -> Scope {
@@ -291,7 +292,8 @@ async fn parallel_refunds_from_two_nodes_never_exceed_the_captured_amount(store:
         let node = if i % 2 == 0 { store.clone() } else { node_b.clone() };
         let (s, id) = (s.clone(), p.id.clone());
         tasks.push(tokio::spawn(async move {
-            node.start_refund(&s, &id, Some(6_000), None, Utc::now(), None).await
+            node.start_refund(&s, &id, Some(6_000), None, false, Utc::now(), None)
+                .await
         }));
     }
     let mut ok = 0;
@@ -434,7 +436,7 @@ async fn idempotency_records_keep_answers_and_refusals_but_not_failures(store: S
     // A multi-step request is in flight until its last unit finishes it.
     let (_, p) = paid_order(&store, 10).await;
     let (refund, _) = store
-        .start_refund(&s, &p.id, None, None, now, Some(idem("k3", "h3", false)))
+        .start_refund(&s, &p.id, None, None, false, now, Some(idem("k3", "h3", false)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let rec = store
@@ -567,7 +569,7 @@ async fn another_merchants_objects_are_invisible(store: Store, _url: String) {
         "test objects are invisible to live mode"
     );
     let err = store
-        .start_refund(&other, &p.id, None, None, Utc::now(), None)
+        .start_refund(&other, &p.id, None, None, false, Utc::now(), None)
         .await
         .err();
     assert!(matches!(err, Some(StoreError::NotFound("payment"))), "{err:?}");
@@ -582,7 +584,7 @@ async fn a_refund_that_fails_at_the_provider_releases_its_reservation(store: Sto
     let (order, p) = paid_order(&store, 100).await;
     let now = Utc::now();
     let (r1, _) = store
-        .start_refund(&s, &p.id, Some(4_000), None, now, None)
+        .start_refund(&s, &p.id, Some(4_000), None, false, now, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let r1 = store
@@ -591,7 +593,7 @@ async fn a_refund_that_fails_at_the_provider_releases_its_reservation(store: Sto
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r1.status, RefundStatus::Failed);
     let (r2, _) = store
-        .start_refund(&s, &p.id, None, Some("all".into()), now, None)
+        .start_refund(&s, &p.id, None, Some("all".into()), false, now, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -620,7 +622,10 @@ async fn a_refund_that_fails_at_the_provider_releases_its_reservation(store: Sto
         .flatten()
         .unwrap_or_else(|| panic!("order"));
     assert_eq!((o.status, o.refunded_minor), (OrderStatus::Refunded, 10_000));
-    let err = store.start_refund(&s, &p.id, Some(1), None, now, None).await.err();
+    let err = store
+        .start_refund(&s, &p.id, Some(1), None, false, now, None)
+        .await
+        .err();
     assert!(matches!(err, Some(StoreError::Refund(_))), "{err:?}");
 }
 
@@ -629,12 +634,12 @@ async fn a_key_in_flight_on_one_node_cannot_be_started_on_another(store: Store, 
     let (_, p) = paid_order(&store, 10).await;
     let now = Utc::now();
     store
-        .start_refund(&s, &p.id, Some(100), None, now, Some(idem("same", "h", false)))
+        .start_refund(&s, &p.id, Some(100), None, false, now, Some(idem("same", "h", false)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let node_b = open(&url).await;
     let err = node_b
-        .start_refund(&s, &p.id, Some(100), None, now, Some(idem("same", "h", false)))
+        .start_refund(&s, &p.id, Some(100), None, false, now, Some(idem("same", "h", false)))
         .await
         .err();
     assert!(matches!(err, Some(StoreError::IdempotencyRace)), "{err:?}");
@@ -740,4 +745,63 @@ async fn a_due_sync_job_is_leased_to_exactly_one_node(store: Store, url: String)
         .claim_sync_jobs("node-c", later + Duration::seconds(999), 60_000, 10)
         .await;
     assert!(gone.unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+async fn an_exclusive_refund_waits_for_the_pending_one_and_sync_waits_for_its_request(store: Store, _url: String) {
+    let s = scope();
+    let (_, p) = paid_order(&store, 100).await;
+    let now = Utc::now();
+    let (first, _) = store
+        .start_refund(&s, &p.id, Some(3_000), None, true, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store
+        .start_refund(&s, &p.id, Some(3_000), None, true, now, None)
+        .await
+        .err();
+    assert!(
+        matches!(
+            second,
+            Some(StoreError::Refund(jinliu_domain::payment::RefundRejected::InProgress))
+        ),
+        "{second:?}"
+    );
+    // The refund's job belongs to its request: not claimable, even when due.
+    // (The payment's own job is due by then too; only the refund's matters here.)
+    let far = now + Duration::seconds(3_600);
+    let refund_jobs = |jobs: Vec<jinliu_store::SyncJob>| -> Vec<String> {
+        jobs.into_iter()
+            .filter(|j| j.kind == SyncKind::Refund)
+            .map(|j| j.object_id)
+            .collect()
+    };
+    let none = store
+        .claim_sync_jobs("node-a", now + Duration::seconds(300), 60_000, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refund_jobs(none).is_empty());
+    // The request gives up: sync may take it after the delay.
+    store
+        .release_refund_to_sync(first.id.as_str(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claimed = store
+        .claim_sync_jobs("node-a", far, 60_000, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refund_jobs(claimed), [first.id.to_string()]);
+    // Settling removes the job; the next refund may start.
+    store
+        .settle_refund(&first.id, Ok(None), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let after = store
+        .claim_sync_jobs("node-b", far + Duration::seconds(999), 60_000, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refund_jobs(after).is_empty(), "a settled refund has no job");
+    store
+        .start_refund(&s, &p.id, Some(3_000), None, true, now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

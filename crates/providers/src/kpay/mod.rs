@@ -382,7 +382,8 @@ impl PaymentProvider for KPay {
         let info = self.query_order(&req.payment_reference).await?;
         let twd = whole_twd(req.amount);
         match info.status.as_str() {
-            "E" => {}
+            // Captured; I and J (invoice issued, allowance) come only after capture.
+            "E" | "I" | "J" => {}
             // Before capture nothing has moved: giving everything back is a void.
             "B" if twd == info.order_amount => {
                 return match self.cancel_order(&req.payment_reference, info.order_amount).await {

@@ -324,9 +324,12 @@ async fn get_control(State(s): State<Shared>) -> Json<Faults> {
     Json(s.kit.fault_settings())
 }
 
-async fn put_control(State(s): State<Shared>, Json(f): Json<Faults>) -> Json<Faults> {
+async fn put_control(State(s): State<Shared>, Json(f): Json<Faults>) -> Response {
+    if !(0.0..=1.0).contains(&f.error_rate) || !(0.0..=1.0).contains(&f.timeout_rate) {
+        return SimError::Invalid("errorRate and timeoutRate are shares between 0 and 1".into()).into_response();
+    }
     *s.kit.faults() = f.clone();
-    Json(f)
+    Json(f).into_response()
 }
 
 #[derive(Deserialize)]

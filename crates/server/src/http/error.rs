@@ -163,6 +163,11 @@ impl From<StoreError> for ApiError {
                 format!("a payment that is {status} cannot be refunded"),
             )
             .with_details(json!({ "paymentStatus": status })),
+            StoreError::Refund(RefundRejected::InProgress) => ApiError::new(
+                StatusCode::CONFLICT,
+                "refund_in_progress",
+                "another refund of this payment is still pending; retry when it has settled",
+            ),
             StoreError::Refund(RefundRejected::ExceedsRemaining {
                 remaining_minor,
                 currency,

@@ -281,11 +281,11 @@ async fn refunds_and_cancellations_in_the_wrong_state_are_refused() {
         "payment_not_refundable",
     )
     .await;
-    let paid = app.paid("100", "TWD").await;
+    let paid = app.paid("100", "HKD").await;
     let a = refused(
         &app,
         &format!("/api/payments/refund/{}", paid.id()),
-        json!({ "amount": 100.01 }),
+        json!({ "amount": 100.1 }),
         422,
         "refund_exceeds_remaining",
     )

@@ -179,26 +179,87 @@ pub async fn reordered_notifications_never_move_a_payment_backwards(c: &Case) {
     assert_eq!(app.payment_now(&p.id()).await.data()["status"], "completed");
 }
 
+/// A notification in the provider's own format for `p` claiming it was paid, with a signature
+/// that is wrong (or, for KPay, a checksum anyone can compute, since it contains no secret).
+fn forged_notification(c: &Case, p: &Answer) -> (&'static str, Vec<(&'static str, String)>, String) {
+    let reference = p.data()["providerReference"].as_str().unwrap_or("").to_owned();
+    let whole = c.amount.split('.').next().unwrap_or("0").to_owned();
+    let now = chrono::Utc::now().timestamp();
+    match c.provider {
+        "octopus" => {
+            let merchant = jinliu_providers::sandbox_credentials("octopus")
+                .get("merchant_id")
+                .cloned()
+                .unwrap_or_default();
+            let body = json!({ "eventId": "oevt_forged", "merchantId": merchant, "paymentId": "opay_x", "orderId": reference,
+                "status": "SUCCESS", "amount": c.amount, "currency": "HKD", "transactionId": "otx_forged", "timestamp": now });
+            (
+                "application/json",
+                vec![
+                    ("x-octopus-signature", "00".repeat(32)),
+                    ("x-octopus-timestamp", now.to_string()),
+                ],
+                body.to_string(),
+            )
+        }
+        "ecpay" => (
+            "application/x-www-form-urlencoded",
+            vec![],
+            format!(
+                "MerchantID=3002607&MerchantTradeNo={reference}&RtnCode=1&RtnMsg=paid&TradeNo=2411221234567890&TradeAmt={whole}\
+                 &PaymentDate=2026%2F11%2F22+12%3A00%3A00&PaymentType=Credit_CreditCard&PaymentTypeChargeFee=0\
+                 &TradeDate=2026%2F11%2F22+11%3A59%3A00&SimulatePaid=0&CheckMacValue={}",
+                "A".repeat(64)
+            ),
+        ),
+        "tpay" => (
+            "application/x-www-form-urlencoded",
+            vec![],
+            format!(
+                "txid={reference}&amount={whole}&pay_type=CREDIT&status=1&tid=T123&verify={}",
+                "0".repeat(32)
+            ),
+        ),
+        _ => {
+            // KPay: the checksum covers no secret, so a forger computes it correctly.
+            let creds = jinliu_providers::sandbox_credentials("kpay");
+            let api_id = creds.get("merchant_id").cloned().unwrap_or_default();
+            let sum = jinliu_providers::kpay::sign::checksum(&api_id, "T999", &whole, "E", "n1");
+            let body = json!({ "api_id": api_id, "trans_id": "T999", "order_no": reference, "amount": whole,
+                "status": "E", "nonce": "n1", "checksum": sum });
+            ("application/json", vec![], body.to_string())
+        }
+    }
+}
+
 pub async fn a_forged_notification_is_refused_and_changes_nothing(c: &Case) {
     let app = spawn_app().await;
     let p = create(&app, c).await;
     let account = p.data()["providerAccount"].as_str().unwrap_or("").to_owned();
-    let reference = p.data()["providerReference"].as_str().unwrap_or("").to_owned();
-    let forged = format!(
-        "{{\"order_no\":\"{reference}\",\"orderId\":\"{reference}\",\"txid\":\"{reference}\",\"MerchantTradeNo\":\"{reference}\",\"status\":\"E\",\"RtnCode\":\"1\"}}"
-    );
-    let a = app
-        .send(
-            app.http
-                .post(format!("{}/api/payments/notify/{}/{account}", app.base, c.provider))
-                .header("content-type", "application/json")
-                .header("x-octopus-signature", "00".repeat(32))
-                .header("x-octopus-timestamp", chrono::Utc::now().timestamp().to_string())
-                .body(forged),
-        )
-        .await;
-    assert_eq!((a.status, a.code()), (401, "invalid_signature"), "{:?}", a.body);
+    let (content_type, headers, body) = forged_notification(c, &p);
+    let mut req = app
+        .http
+        .post(format!("{}/api/payments/notify/{}/{account}", app.base, c.provider))
+        .header("content-type", content_type)
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let before = app.counts().await;
+    let a = app.send(req).await;
+    if c.provider == "kpay" {
+        // A KPay notification proves nothing, so jinliu asks KPay, which says "not paid".
+        assert_eq!((a.status, a.text.as_str()), (200, "OK"), "{:?}", a.body);
+    } else {
+        assert_eq!((a.status, a.code()), (401, "invalid_signature"), "{:?}", a.body);
+    }
     assert_eq!(app.payment_now(&p.id()).await.data()["status"], "pending");
+    let after = app.counts().await;
+    assert_eq!(
+        (after.events, after.payments),
+        (before.events, before.payments),
+        "nothing changed"
+    );
 }
 
 pub async fn status_sync_rescues_a_payment_whose_notification_was_dropped(c: &Case) {
@@ -439,6 +500,11 @@ async fn seed_004s_octopus_webhook_path_takes_a_signed_notification_once() {
     }
     assert_eq!(app.payment_now(&p.id()).await.data()["status"], "completed");
     assert_eq!(event_count(&app, &p.id(), "payment.completed").await, 1);
+    assert_eq!(
+        app.counts().await.provider_notifications,
+        1,
+        "one applied key for five deliveries"
+    );
     // A late PROCESSING after SUCCESS is acknowledged and ignored.
     let (body, signature) = octopus_notification(&p, "PROCESSING", now);
     let a = post_octopus(&app, "/api/payments/webhook/octopus", body, &signature, now).await;
@@ -494,4 +560,56 @@ async fn only_ecpay_card_payments_can_be_refunded_through_the_api() {
         .unwrap_or_else(|| panic!("ecpay"));
     assert!(adapter.can_refund("ecpay_credit"));
     assert!(!adapter.can_refund("ecpay_atm"));
+}
+
+#[tokio::test]
+async fn a_second_kpay_refund_waits_while_the_first_is_in_flight() {
+    // KPay refunds carry no refund id: two at once could not be told apart after a timeout.
+    let app = spawn_app().await;
+    let c = Case {
+        provider: "kpay",
+        method: "kpay_qr",
+        currency: "TWD",
+        amount: "300",
+        part: "100",
+        over: "101",
+        part_rendered: "100.00",
+        two_parts_rendered: "200.00",
+        two_parts_minor: 20_000,
+    };
+    let p = paid(&app, &c).await;
+    app.faults("kpay", json!({ "latencyMs": 300, "ops": ["refund"] })).await;
+    let (a, b) = tokio::join!(
+        refund(&app, &p, json!({ "amount": "100" })),
+        refund(&app, &p, json!({ "amount": "100" }))
+    );
+    let mut outcomes = [(a.status, a.code().to_owned()), (b.status, b.code().to_owned())];
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [(201, String::new()), (409, "refund_in_progress".to_owned())],
+        "{a:?} {b:?}"
+    );
+    assert_eq!(refunded_at_provider(&app, &p).await, 10_000);
+}
+
+#[tokio::test]
+async fn a_refund_outside_the_providers_money_rules_is_refused_before_anything_is_reserved() {
+    let app = spawn_app().await;
+    let c = Case {
+        provider: "kpay",
+        method: "kpay_qr",
+        currency: "TWD",
+        amount: "300",
+        part: "100",
+        over: "101",
+        part_rendered: "100.00",
+        two_parts_rendered: "200.00",
+        two_parts_minor: 20_000,
+    };
+    let p = paid(&app, &c).await;
+    let before = app.counts().await;
+    let r = refund(&app, &p, json!({ "amount": "0.50" })).await;
+    assert_eq!((r.status, r.code()), (422, "invalid_amount"), "{:?}", r.body);
+    assert_eq!(app.counts().await, before);
 }
