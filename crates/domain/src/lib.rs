@@ -5,6 +5,7 @@
 //! no SQL and no provider protocol. The store persists what these types decide; the server turns
 //! wire input into these types and back.
 
+pub mod access;
 pub mod event;
 pub mod id;
 pub mod money;
@@ -13,9 +14,11 @@ pub mod payment;
 pub mod refund;
 pub mod settle;
 
+pub use access::{ApiKey, ApiKeyKind, Merchant, Permission};
 pub use event::{EventDraft, EventType};
 pub use id::{
-    EventId, MerchantId, OrderId, PaymentId, RefundId, new_client_secret, new_order_number, provider_reference,
+    ApiKeyId, EventId, MerchantId, OrderId, PaymentId, RefundId, new_client_secret, new_order_number,
+    provider_reference,
 };
 pub use money::{AmountError, Currency, MajorAmount, Money};
 pub use order::{NewOrder, Order, OrderItem, OrderStatus};

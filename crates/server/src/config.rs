@@ -84,6 +84,8 @@ pub struct Config {
     pub sync_after_secs: i64,
     /// Status sync: how often a node looks for due work (`JINLIU_SYNC_INTERVAL_MS`, default 5000).
     pub sync_interval_ms: u64,
+    /// The master key, 64 hex digits (`JINLIU_MASTER_KEY`); see `secrets`.
+    pub master_key: Option<Secret>,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -425,7 +427,9 @@ impl Config {
                 "sync_after_secs must be 0–86400 and sync_interval_ms 10–3600000",
             ));
         }
+        let master_key = env("JINLIU_MASTER_KEY").filter(|s| !s.is_empty()).map(Secret::new);
         Ok(Config {
+            master_key,
             sandbox_url,
             provider_accounts,
             provider_calls,

@@ -2,9 +2,12 @@
 //! handlers. `main.rs` is a thin CLI over [`build`] and [`serve`]; tests call the same two
 //! functions on a listener bound to port 0.
 
+pub mod auth;
 pub mod bench;
+pub mod bootstrap;
 pub mod config;
 pub mod http;
+pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod sync;
@@ -29,6 +32,12 @@ pub enum StartError {
     /// A provider account is unusable (missing credential, unknown provider).
     #[error("provider account: {0}")]
     Provider(#[from] jinliu_providers::account::AccountError),
+    /// The master key is missing or malformed.
+    #[error("master key: {0}")]
+    MasterKey(#[from] secrets::MasterKeyError),
+    /// The demo credentials could not be created or written.
+    #[error("first run: {0}")]
+    Bootstrap(String),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -54,7 +63,9 @@ pub async fn open_store(config: &Config) -> Result<Store, StartError> {
 pub async fn build(config: Config) -> Result<AppState, StartError> {
     let store = open_store(&config).await?;
     store.migrate().await?;
-    build_with_store(config, store)
+    let app = build_with_store(config, store)?;
+    bootstrap::first_run(&app).await.map_err(StartError::Bootstrap)?;
+    Ok(app)
 }
 
 /// Builds the application on an already migrated store: one adapter per provider account.
@@ -63,7 +74,16 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
     for account in config.accounts() {
         providers.register(jinliu_providers::adapter(account)?);
     }
+    let (master, generated) = secrets::MasterKey::load(&config)?;
+    if generated {
+        tracing::warn!(
+            path = %config.data_dir.join("master.key").display(),
+            "generated a master key for test mode; set JINLIU_MASTER_KEY in production"
+        );
+    }
+    let auth = auth::Auth::new(master.derive("jinliu api-key hash v1"));
     Ok(AppState {
+        auth: Arc::new(auth),
         store,
         providers: Arc::new(providers),
         config: Arc::new(config),

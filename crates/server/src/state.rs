@@ -38,6 +38,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Idempotency keys whose first request is running on this node.
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    /// API-key verification.
+    pub auth: Arc<crate::auth::Auth>,
     /// This process's name in work leases (status sync), unique per start.
     pub node_id: String,
     /// The Prometheus exporter's handle, when `serve` installed it (`GET /metrics`).

@@ -9,6 +9,7 @@
 //! savepoint per unit, so many requests share one commit (one fsync) and a failing unit never
 //! rolls back another. Nothing outside this crate sees a transaction or a row type.
 
+mod accounts;
 pub mod bench;
 mod convert;
 mod entity;

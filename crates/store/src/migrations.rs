@@ -12,7 +12,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002ProviderSync)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002ProviderSync),
+            Box::new(M0003Accounts),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -434,6 +438,97 @@ impl MigrationTrait for M0002ProviderSync {
                 .name("sync_jobs_next_at")
                 .table(SyncJobs::Table)
                 .col(SyncJobs::NextAt)
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Merchants (tenants) and their API keys.
+struct M0003Accounts;
+
+impl MigrationName for M0003Accounts {
+    fn name(&self) -> &str {
+        "m0003_accounts"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Merchants {
+    Table,
+    Id,
+    Name,
+    Status,
+    DefaultCurrency,
+    Timezone,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ApiKeys {
+    Table,
+    Id,
+    MerchantId,
+    Kind,
+    Livemode,
+    Prefix,
+    KeyHash,
+    Permissions,
+    Description,
+    ExpiresAt,
+    RevokedAt,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Accounts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Merchants::Table)
+                .col(id_col(Merchants::Id).primary_key())
+                .col(str_col(Merchants::Name, 200))
+                .col(str_col(Merchants::Status, 16))
+                .col(str_col(Merchants::DefaultCurrency, 3))
+                .col(str_col(Merchants::Timezone, 64))
+                .col(int_col(Merchants::CreatedAt))
+                .col(int_col(Merchants::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(ApiKeys::Table)
+                .col(id_col(ApiKeys::Id).primary_key())
+                .col(id_col(ApiKeys::MerchantId))
+                .col(str_col(ApiKeys::Kind, 16))
+                .col(bool_col(ApiKeys::Livemode))
+                .col(str_col(ApiKeys::Prefix, 32))
+                .col(str_col(ApiKeys::KeyHash, 64))
+                .col(text_null(ApiKeys::Permissions))
+                .col(str_null(ApiKeys::Description, 200))
+                .col(ColumnDef::new(ApiKeys::ExpiresAt).big_integer().null())
+                .col(ColumnDef::new(ApiKeys::RevokedAt).big_integer().null())
+                .col(int_col(ApiKeys::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("api_keys_hash")
+                .table(ApiKeys::Table)
+                .col(ApiKeys::KeyHash)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("api_keys_merchant")
+                .table(ApiKeys::Table)
+                .col(ApiKeys::MerchantId)
                 .to_owned(),
         )
         .await?;

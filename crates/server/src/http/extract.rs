@@ -2,14 +2,13 @@
 //! caller's scope.
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use jinliu_store::Scope;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::state::AppState;
 
 /// Most bytes a request body may have (larger bodies answer 413).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -98,22 +97,20 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The caller's scope. Until accounts arrive every caller acts for the configured merchant in
-/// test mode; this extractor is the one place that will check credentials.
+/// The caller's scope, from the principal the route's access check authenticated
+/// (`routes::require`). A handler behind a route without a permission has no principal, and
+/// asking for one is a bug: it answers 500.
 pub struct Caller(pub Scope);
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller
-where
-    AppState: FromRef<S>,
-{
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let app = AppState::from_ref(state);
-        Ok(Caller(Scope {
-            merchant_id: app.config.merchant_id.clone(),
-            livemode: false,
-        }))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<std::sync::Arc<crate::auth::Principal>>()
+            .map(|p| Caller(p.scope()))
+            .ok_or_else(|| ApiError::internal("Caller used on a route without an access check"))
     }
 }
 

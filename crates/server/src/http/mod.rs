@@ -13,6 +13,7 @@ pub mod notify;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod routes;
 pub mod validate;
 
 use axum::Router;
@@ -21,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,26 +32,6 @@ use crate::state::AppState;
 use error::ApiError;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The merchant API, mounted under `/api` and at the root.
-fn api() -> Router<AppState> {
-    Router::new()
-        .route("/orders", post(orders::create).get(orders::list))
-        .route("/orders/{id}", get(orders::get))
-        .route("/orders/{id}/cancel", post(orders::cancel))
-        .route("/orders/{id}/payments", get(orders::payments))
-        .route("/payments", post(payments::create))
-        .route("/payments/{id}", get(payments::get))
-        .route("/payments/{id}/cancel", post(payments::cancel))
-        .route("/payments/{id}/refunds", get(payments::refunds))
-        .route("/payments/refund/{id}", post(payments::refund))
-        .route("/refunds/{id}", get(payments::get_refund))
-        .route("/payments/notify", post(notify::seed))
-        .route("/payments/notify/{provider}", post(notify::for_provider))
-        .route("/payments/notify/{provider}/{account}", post(notify::for_account))
-        .route("/payments/webhook/octopus", post(notify::octopus_alias))
-        .route("/payments/{id}/checkout", get(payments::checkout))
-}
 
 /// The whole router.
 pub fn router(app: AppState) -> Router {
@@ -62,8 +43,8 @@ pub fn router(app: AppState) -> Router {
             "/api/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::json()) }),
         )
-        .nest("/api", api())
-        .merge(api());
+        .nest("/api", routes::api(&app))
+        .merge(routes::api(&app));
     // The sandboxes answer like the providers they imitate (their own error formats, injected
     // 5xx), so they sit outside jinliu's middleware.
     let sandboxes = app

@@ -1,6 +1,7 @@
 //! The one integration-test binary of the server: real HTTP against a server on port 0, each
 //! test with its own SQLite database (the store conformance suite covers PostgreSQL and MySQL).
 
+mod access;
 mod bad_input;
 mod flows;
 mod idempotency;
@@ -16,7 +17,12 @@ use tokio::sync::oneshot;
 /// A running server and what a test needs to poke it.
 pub struct TestApp {
     pub base: String,
+    /// Sends the test merchant's secret key with every request.
     pub http: reqwest::Client,
+    /// Sends no credentials.
+    pub anon: reqwest::Client,
+    /// The test merchant's secret key.
+    pub secret_key: String,
     pub store: Store,
     pub state: jinliu_server::state::AppState,
     _db: TestDb,
@@ -73,6 +79,10 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         ("JINLIU_PROVIDER_TIMEOUT_MS", "1000"),
         ("JINLIU_SYNC_AFTER_SECS", "3600"),
         ("JINLIU_SYNC_INTERVAL_MS", "3600000"),
+        (
+            "JINLIU_MASTER_KEY",
+            "7e3a9c1f5b2d4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -94,6 +104,42 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         .unwrap_or_else(|e| panic!("store: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
     let app = jinliu_server::build_with_store(config, store.clone()).unwrap_or_else(|e| panic!("build: {e}"));
+    let now = chrono::Utc::now();
+    let merchant = jinliu_domain::Merchant {
+        id: app.config.merchant_id.clone(),
+        name: "Test shop".into(),
+        status: "active".into(),
+        default_currency: jinliu_domain::Currency::Twd,
+        timezone: "Asia/Taipei".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .create_merchant(&merchant)
+        .await
+        .unwrap_or_else(|e| panic!("merchant: {e}"));
+    let (_, secret_key) = app
+        .auth
+        .issue_key(
+            &store,
+            &merchant.id,
+            jinliu_domain::ApiKeyKind::Secret,
+            false,
+            None,
+            None,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("key: {e}"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret_key}").parse().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"));
     let state = app.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(jinliu_server::serve(listener, app, async move {
@@ -101,7 +147,9 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     }));
     TestApp {
         base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
+        http,
+        anon: reqwest::Client::new(),
+        secret_key,
         store,
         state,
         _db: db,

@@ -1,8 +1,10 @@
 //! SeaORM entities: the store's row types, one module per table. They never leave the store;
 //! `convert` turns them into domain types.
 
+pub mod api_keys;
 pub mod events;
 pub mod idempotency;
+pub mod merchants;
 pub mod orders;
 pub mod payments;
 pub mod provider_notifications;

@@ -1,0 +1,262 @@
+//! The route table: every merchant API route with its method, path and the access it requires.
+//! The router is built from this table only, so a route cannot be mounted without saying who may
+//! call it; docs/security.md is generated from it (`jinliu routes`), and the access test walks it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use jinliu_domain::{ApiKeyKind, Permission};
+
+use super::error::ApiError;
+use super::{notify, orders, payments};
+use crate::auth::AuthError;
+use crate::state::AppState;
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A secret API key (or, later, a user) holding this permission.
+    Need(Permission),
+    /// A provider's signature, checked on the raw body by the adapter.
+    ProviderSignature,
+    /// The payment's client secret in the query string.
+    ClientSecret,
+}
+
+impl Access {
+    /// As written in docs/security.md.
+    pub fn describe(self) -> String {
+        match self {
+            Access::Need(p) => format!("secret key with `{p}`"),
+            Access::ProviderSignature => "provider signature (verified on the raw body)".into(),
+            Access::ClientSecret => "the payment's `clientSecret`".into(),
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: Method,
+    /// Path under `/api` (also served at the root, for seed 000's paths).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// What it does.
+    pub summary: &'static str,
+}
+
+fn spec(method: Method, path: &'static str, access: Access, summary: &'static str) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary,
+    }
+}
+
+/// Every merchant API route with its handler.
+pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Access::*;
+    use Permission::*;
+    vec![
+        (
+            spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),
+            post(orders::create),
+        ),
+        (
+            spec(Method::GET, "/orders", Need(OrdersRead), "List orders"),
+            get(orders::list),
+        ),
+        (
+            spec(Method::GET, "/orders/{id}", Need(OrdersRead), "Get an order"),
+            get(orders::get),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/orders/{id}/cancel",
+                Need(OrdersWrite),
+                "Cancel an order and its open attempts",
+            ),
+            post(orders::cancel),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/orders/{id}/payments",
+                Need(PaymentsRead),
+                "An order's payment attempts",
+            ),
+            get(orders::payments),
+        ),
+        (
+            spec(Method::POST, "/payments", Need(PaymentsWrite), "Create a payment"),
+            post(payments::create),
+        ),
+        (
+            spec(Method::GET, "/payments/{id}", Need(PaymentsRead), "Get a payment"),
+            get(payments::get),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/payments/{id}/cancel",
+                Need(PaymentsWrite),
+                "Cancel a payment",
+            ),
+            post(payments::cancel),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/payments/{id}/refunds",
+                Need(PaymentsRead),
+                "A payment's refunds",
+            ),
+            get(payments::refunds),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/payments/refund/{id}",
+                Need(RefundsWrite),
+                "Refund a payment",
+            ),
+            post(payments::refund),
+        ),
+        (
+            spec(Method::GET, "/refunds/{id}", Need(PaymentsRead), "Get a refund"),
+            get(payments::get_refund),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/payments/{id}/checkout",
+                ClientSecret,
+                "The customer's checkout page (form-started providers)",
+            ),
+            get(payments::checkout),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/payments/notify",
+                ProviderSignature,
+                "Seed 000 relay notification (X-Signature)",
+            ),
+            post(notify::seed),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/payments/notify/{provider}",
+                ProviderSignature,
+                "Notification for a provider's default test account",
+            ),
+            post(notify::for_provider),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/payments/notify/{provider}/{account}",
+                ProviderSignature,
+                "Notification for a provider account",
+            ),
+            post(notify::for_account),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/payments/webhook/octopus",
+                ProviderSignature,
+                "Seed 004's Octopus webhook path",
+            ),
+            post(notify::octopus_alias),
+        ),
+    ]
+}
+
+/// The merchant API router, each route behind its access check.
+pub fn api(app: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for (route, handler) in table() {
+        let handler = match route.access {
+            Access::Need(p) => handler.layer(middleware::from_fn_with_state((app.clone(), p), require)),
+            // Checked by the handler itself, on the raw body or the query string.
+            Access::ProviderSignature | Access::ClientSecret => handler,
+        };
+        router = router.route(route.path, handler);
+    }
+    router
+}
+
+/// Authenticates the caller and checks the route's permission; the principal travels to the
+/// handler's `Caller` extractor in the request's extensions.
+async fn require(State((app, permission)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match app.auth.authenticate(&app.store, header, app.clock.now()).await {
+        Ok(p) => p,
+        Err(AuthError::Missing) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_required",
+                "send `Authorization: Bearer <secret key>`",
+            )
+            .into_response();
+        }
+        Err(AuthError::Invalid) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the key is unknown, revoked or expired",
+            )
+            .into_response();
+        }
+        Err(AuthError::Store(e)) => return ApiError::internal(e).into_response(),
+    };
+    if principal.kind == ApiKeyKind::Publishable {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            "a publishable key cannot call the merchant API; use a secret key on your server",
+        )
+        .into_response();
+    }
+    if !principal.may(permission) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            format!("this key lacks the `{permission}` permission"),
+        )
+        .with_details(serde_json::json!({ "required": permission.as_str() }))
+        .into_response();
+    }
+    req.extensions_mut().insert(Arc::new(principal));
+    next.run(req).await
+}
+
+/// docs/security.md's route table (Markdown), generated from [`table`].
+pub fn markdown() -> String {
+    let mut s =
+        String::from("| method | path (under `/api`, also at the root) | requires | what |\n|---|---|---|---|\n");
+    for (r, _) in table() {
+        s.push_str(&format!(
+            "| {} | `{}` | {} | {} |\n",
+            r.method,
+            r.path,
+            r.access.describe(),
+            r.summary
+        ));
+    }
+    s
+}

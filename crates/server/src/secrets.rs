@@ -1,0 +1,136 @@
+//! The master key: the one secret that is not in the database. Everything derived from it
+//! (the API-key hash pepper now; the AES-256-GCM keys that will encrypt provider credentials and
+//! other secrets at rest) is derived with a labelled HMAC, so one leaked derived key reveals
+//! neither the master key nor its siblings.
+//!
+//! It comes from `JINLIU_MASTER_KEY` (64 hex digits). When that is unset and no live provider
+//! account is configured, `jinliu serve` keeps a generated one in `<data-dir>/master.key`
+//! (mode 0600) and says so; live mode refuses to start without the variable.
+
+use std::io::Write;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+
+use crate::config::Config;
+
+/// 32 random bytes.
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+/// Why the master key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    /// `JINLIU_MASTER_KEY` is not 64 hex digits.
+    #[error("JINLIU_MASTER_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`")]
+    Malformed,
+    /// A live account is configured but there is no `JINLIU_MASTER_KEY`.
+    #[error(
+        "live provider accounts are configured: set JINLIU_MASTER_KEY (a generated key file is for test mode only)"
+    )]
+    LiveNeedsKey,
+    /// The key file could not be read or written.
+    #[error("master key file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl MasterKey {
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<MasterKey, MasterKeyError> {
+        let bytes = hex::decode(text.trim()).map_err(|_| MasterKeyError::Malformed)?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| MasterKeyError::Malformed)?;
+        Ok(MasterKey(arr))
+    }
+
+    /// A key for one purpose: `HMAC-SHA256(master, label)`.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        // HMAC takes keys of any length, so this cannot fail.
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The master key for `config`: the variable, or (test mode only) the data directory's file,
+    /// created on first use. Returns the key and whether the file was just generated.
+    pub fn load(config: &Config) -> Result<(MasterKey, bool), MasterKeyError> {
+        if let Some(k) = &config.master_key {
+            return Ok((MasterKey::from_hex(k.expose())?, false));
+        }
+        if config
+            .provider_accounts
+            .iter()
+            .any(|a| a.mode.as_deref() == Some("live"))
+        {
+            return Err(MasterKeyError::LiveNeedsKey);
+        }
+        load_or_create(&config.data_dir.join("master.key"))
+    }
+}
+
+fn load_or_create(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
+    let file_err = |e: std::io::Error| MasterKeyError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok((MasterKey::from_hex(&text)?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_err(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill(&mut bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(file_err)?;
+    file.write_all(hex::encode(bytes).as_bytes()).map_err(file_err)?;
+    Ok((MasterKey(bytes), true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_file_is_private_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("master.key");
+        let (a, created) = load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(created);
+        let (b, created_again) = load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!created_again);
+        assert_eq!(a.derive("x"), b.derive("x"));
+        assert_ne!(a.derive("x"), a.derive("y"), "labels separate derived keys");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_malformed_key_is_refused() {
+        assert!(MasterKey::from_hex("abc").is_err());
+        assert!(MasterKey::from_hex(&"0".repeat(64)).is_ok());
+    }
+}

@@ -1,0 +1,201 @@
+//! Who may call what: the route table × every kind of credential. Every merchant route refuses a
+//! missing, forged, revoked or publishable credential and a key without its permission, and
+//! accepts a key restricted to exactly that permission; another merchant sees 404.
+
+use jinliu_domain::{ApiKeyKind, Merchant, MerchantId, Permission};
+use jinliu_server::http::routes::{Access, table};
+use serde_json::json;
+
+use crate::{Answer, TestApp, spawn_app};
+
+/// A key for `merchant` (the test merchant when `None`).
+async fn key(app: &TestApp, merchant: Option<&MerchantId>, kind: ApiKeyKind, perms: Option<Vec<Permission>>) -> String {
+    let merchant = merchant
+        .cloned()
+        .unwrap_or_else(|| app.state.config.merchant_id.clone());
+    app.state
+        .auth
+        .issue_key(&app.store, &merchant, kind, false, perms, None, chrono::Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("key: {e}"))
+        .1
+}
+
+async fn call(app: &TestApp, method: &axum::http::Method, path: &str, bearer: Option<&str>) -> Answer {
+    let url = format!("{}/api{path}", app.base);
+    let mut req = match *method {
+        axum::http::Method::GET => app.anon.get(url),
+        _ => app.anon.post(url).json(&json!({})),
+    };
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    app.send(req).await
+}
+
+#[tokio::test]
+async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credential() {
+    let app = spawn_app().await;
+    // Real objects of the test merchant, so ids resolve.
+    let paid = app.paid("100", "HKD").await;
+    let refund = app
+        .post(
+            &format!("/api/payments/refund/{}", paid.id()),
+            json!({ "amount": "1.00" }),
+        )
+        .await;
+    assert_eq!(refund.status, 201, "{:?}", refund.body);
+    let order = paid.data()["orderId"].as_str().unwrap_or_default().to_owned();
+    let fill = |path: &str| {
+        let id = if path.starts_with("/orders") {
+            order.clone()
+        } else if path.starts_with("/refunds") {
+            refund.id()
+        } else {
+            paid.id()
+        };
+        path.replace("{id}", &id)
+    };
+
+    let other = Merchant {
+        id: MerchantId::generate(),
+        name: "Other shop".into(),
+        status: "active".into(),
+        default_currency: jinliu_domain::Currency::Twd,
+        timezone: "Asia/Taipei".into(),
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    app.store
+        .create_merchant(&other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_key = key(&app, Some(&other.id), ApiKeyKind::Secret, None).await;
+    let publishable = key(&app, None, ApiKeyKind::Publishable, None).await;
+    let revoked = key(&app, None, ApiKeyKind::Secret, None).await;
+    let revoked_id = app
+        .state
+        .auth
+        .authenticate(&app.store, Some(&format!("Bearer {revoked}")), chrono::Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .key_id;
+    app.state.auth.forget_all();
+    assert!(
+        app.store
+            .revoke_api_key(&app.state.config.merchant_id, &revoked_id, chrono::Utc::now())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+
+    let mut checked = 0;
+    for (route, _) in table() {
+        let path = fill(route.path);
+        let Access::Need(needed) = route.access else {
+            // Provider and client-secret routes never ask for a key: their own check answers.
+            let a = call(
+                &app,
+                &route.method,
+                &path
+                    .replace("{provider}", "octopus")
+                    .replace("{account}", "octopus_test"),
+                None,
+            )
+            .await;
+            assert_ne!(a.code(), "authentication_required", "{} {path}", route.method);
+            continue;
+        };
+        let label = format!("{} {}", route.method, route.path);
+        let a = call(&app, &route.method, &path, None).await;
+        assert_eq!((a.status, a.code()), (401, "authentication_required"), "{label}: none");
+        let a = call(
+            &app,
+            &route.method,
+            &path,
+            Some("jl_sk_test_forgedforgedforgedforgedforged1"),
+        )
+        .await;
+        assert_eq!((a.status, a.code()), (401, "invalid_credentials"), "{label}: forged");
+        let a = call(&app, &route.method, &path, Some("eyJhbGciOiJub25lIn0.e30.")).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (401, "invalid_credentials"),
+            "{label}: alg none token"
+        );
+        let a = call(&app, &route.method, &path, Some(&revoked)).await;
+        assert_eq!((a.status, a.code()), (401, "invalid_credentials"), "{label}: revoked");
+        let a = call(&app, &route.method, &path, Some(&publishable)).await;
+        assert_eq!((a.status, a.code()), (403, "permission_denied"), "{label}: publishable");
+        let all_but: Vec<Permission> = Permission::merchant_all()
+            .into_iter()
+            .filter(|p| *p != needed)
+            .collect();
+        let lacking = key(&app, None, ApiKeyKind::Secret, Some(all_but)).await;
+        let a = call(&app, &route.method, &path, Some(&lacking)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (403, "permission_denied"),
+            "{label}: without {needed}"
+        );
+        let exact = key(&app, None, ApiKeyKind::Secret, Some(vec![needed])).await;
+        let a = call(&app, &route.method, &path, Some(&exact)).await;
+        assert!(
+            ![401, 403, 500].contains(&a.status),
+            "{label}: a key with exactly {needed} gets through: {:?}",
+            a.body
+        );
+        if route.path.contains("{id}") {
+            let a = call(&app, &route.method, &path, Some(&other_key)).await;
+            assert_eq!(
+                a.status, 404,
+                "{label}: another merchant's object is invisible: {:?}",
+                a.body
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 11, "every merchant route was checked ({checked})");
+}
+
+#[tokio::test]
+async fn seed_004s_browser_call_without_credentials_is_refused() {
+    // Seed 004's browser sample posts /api/payments itself; in jinliu the merchant's server
+    // creates payments with its secret key.
+    let app = spawn_app().await;
+    let order = app.order("10.00", "HKD").await;
+    let a = app
+        .send(
+            app.anon
+                .post(format!("{}/api/payments", app.base))
+                .json(&json!({ "orderId": order, "amount": 10.00, "currency": "HKD", "method": "octopus_qr" })),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (401, "authentication_required"));
+    assert_eq!(app.counts().await.payments, 0);
+}
+
+#[tokio::test]
+async fn a_live_key_sees_no_test_objects() {
+    let app = spawn_app().await;
+    let order = app.order("10.00", "HKD").await;
+    let live = app
+        .state
+        .auth
+        .issue_key(
+            &app.store,
+            &app.state.config.merchant_id,
+            ApiKeyKind::Secret,
+            true,
+            None,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .1;
+    assert!(live.starts_with("jl_sk_live_"));
+    let a = call(&app, &axum::http::Method::GET, &format!("/orders/{order}"), Some(&live)).await;
+    assert_eq!(a.status, 404, "test objects are invisible in live mode");
+    let list = call(&app, &axum::http::Method::GET, "/orders", Some(&live)).await;
+    assert_eq!(list.data()["total"], 0, "{:?}", list.body);
+}

@@ -1,0 +1,154 @@
+//! Merchants and API keys. These are configuration rows, written one statement at a time (not
+//! through the group-commit writer: they are rare and carry no domain events).
+
+use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, Currency, Merchant, MerchantId, Permission, Timestamp};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+
+use crate::convert::{ms, time as from_ms};
+use crate::entity::{api_keys, merchants};
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError};
+
+fn merchant_from_row(r: merchants::Model) -> Result<Merchant, StoreError> {
+    Ok(Merchant {
+        id: MerchantId::from_trusted(r.id),
+        name: r.name,
+        status: r.status,
+        default_currency: r
+            .default_currency
+            .parse::<Currency>()
+            .map_err(|e| StoreError::Corrupt(format!("merchant currency: {e}")))?,
+        timezone: r.timezone,
+        created_at: from_ms(r.created_at)?,
+        updated_at: from_ms(r.updated_at)?,
+    })
+}
+
+fn key_from_row(r: api_keys::Model) -> Result<ApiKey, StoreError> {
+    let permissions = match r.permissions {
+        None => None,
+        Some(text) => Some(
+            text.split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| Permission::parse(p).ok_or_else(|| StoreError::Corrupt(format!("permission {p:?}"))))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(ApiKey {
+        id: ApiKeyId::from_trusted(r.id),
+        merchant_id: MerchantId::from_trusted(r.merchant_id),
+        kind: ApiKeyKind::parse(&r.kind).ok_or_else(|| StoreError::Corrupt(format!("key kind {:?}", r.kind)))?,
+        livemode: r.livemode,
+        prefix: r.prefix,
+        permissions,
+        description: r.description,
+        expires_at: r.expires_at.map(from_ms).transpose()?,
+        revoked_at: r.revoked_at.map(from_ms).transpose()?,
+        created_at: from_ms(r.created_at)?,
+    })
+}
+
+impl Store {
+    /// Adds a merchant.
+    pub async fn create_merchant(&self, m: &Merchant) -> Result<(), StoreError> {
+        merchants::Entity::insert(merchants::ActiveModel {
+            id: Set(m.id.to_string()),
+            name: Set(m.name.clone()),
+            status: Set(m.status.clone()),
+            default_currency: Set(m.default_currency.code().to_owned()),
+            timezone: Set(m.timezone.clone()),
+            created_at: Set(ms(m.created_at)),
+            updated_at: Set(ms(m.updated_at)),
+        })
+        .exec_without_returning(self.read())
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Corrupt(format!("merchant {} exists", m.id))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// One merchant.
+    pub async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
+        merchants::Entity::find_by_id(id.to_string())
+            .one(self.read())
+            .await?
+            .map(merchant_from_row)
+            .transpose()
+    }
+
+    /// How many merchants exist (first-run detection).
+    pub async fn merchant_count(&self) -> Result<u64, StoreError> {
+        Ok(merchants::Entity::find().count(self.read()).await?)
+    }
+
+    /// Stores a new key with the keyed hash of its text.
+    pub async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError> {
+        api_keys::Entity::insert(api_keys::ActiveModel {
+            id: Set(key.id.to_string()),
+            merchant_id: Set(key.merchant_id.to_string()),
+            kind: Set(key.kind.as_str().to_owned()),
+            livemode: Set(key.livemode),
+            prefix: Set(key.prefix.clone()),
+            key_hash: Set(key_hash.to_owned()),
+            permissions: Set(key
+                .permissions
+                .as_ref()
+                .map(|ps| ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","))),
+            description: Set(key.description.clone()),
+            expires_at: Set(key.expires_at.map(ms)),
+            revoked_at: Set(key.revoked_at.map(ms)),
+            created_at: Set(ms(key.created_at)),
+        })
+        .exec_without_returning(self.read())
+        .await?;
+        Ok(())
+    }
+
+    /// The key whose keyed hash is `key_hash`, usable or not.
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        api_keys::Entity::find()
+            .filter(api_keys::Column::KeyHash.eq(key_hash))
+            .one(self.read())
+            .await?
+            .map(key_from_row)
+            .transpose()
+    }
+
+    /// A merchant's keys, oldest first.
+    pub async fn api_keys(&self, merchant: &MerchantId) -> Result<Vec<ApiKey>, StoreError> {
+        api_keys::Entity::find()
+            .filter(api_keys::Column::MerchantId.eq(merchant.as_str()))
+            .order_by_asc(api_keys::Column::Id)
+            .all(self.read())
+            .await?
+            .into_iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    /// Revokes a merchant's key at `at` (now, or later to let a rolled key overlap). `false`
+    /// when the merchant has no such key.
+    pub async fn revoke_api_key(
+        &self,
+        merchant: &MerchantId,
+        id: &ApiKeyId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(api_keys::Entity::update_many()
+            .col_expr(api_keys::Column::RevokedAt, Expr::value(ms(at)))
+            .filter(api_keys::Column::Id.eq(id.as_str()))
+            .filter(api_keys::Column::MerchantId.eq(merchant.as_str()))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .exec(self.read())
+            .await?
+            .rows_affected
+            == 1)
+    }
+}
