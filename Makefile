@@ -25,9 +25,10 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked
 
-## make spec: regenerate docs/api-spec.yaml from the code
+## make spec: regenerate docs/api-spec.yaml and docs/security.md from the code
 spec:
 	$(CARGO) run -q -p jinliu-server -- openapi > docs/api-spec.yaml
+	$(CARGO) run -q -p jinliu-server -- routes > docs/security.md
 
 ## make bench: the benchmark of docs/performance.md (release build); BENCH_ARGS passes flags,
 ## e.g. BENCH_ARGS="--postgres postgres://postgres@127.0.0.1:5432/postgres"

@@ -184,6 +184,37 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
             .map_err(|e| e.to_string())?,
     );
 
+    // The merchant the seeded orders belong to, and a secret key for the load generator; the
+    // child server gets the same master key, so it recognises the key's hash.
+    let master_hex = hex::encode(rand::random::<[u8; 32]>());
+    let master = crate::secrets::MasterKey::from_hex(&master_hex).map_err(|e| e.to_string())?;
+    let auth = crate::auth::Auth::new(master.derive("jinliu api-key hash v1"));
+    let now = chrono::Utc::now();
+    store
+        .create_merchant(&jinliu_domain::Merchant {
+            id: merchant.clone(),
+            name: "Bench merchant".into(),
+            status: "active".into(),
+            default_currency: Currency::Twd,
+            timezone: "Asia/Taipei".into(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, secret_key) = auth
+        .issue_key(
+            &store,
+            &merchant,
+            jinliu_domain::ApiKeyKind::Secret,
+            false,
+            None,
+            None,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+
     let main_conns = args.connections.first().copied().unwrap_or(16);
     let base_conc = if backend == "sqlite" { 1 } else { main_conns };
     eprintln!("[{backend}] baseline: raw payment+event inserts, one transaction each, {base_conc} connection(s)");
@@ -200,13 +231,19 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     drop(store);
 
     let port = free_port()?;
-    let mut child = spawn_server(url, port, &args.sqlite_synchronous)?;
+    let mut child = spawn_server(url, port, &args.sqlite_synchronous, &master_hex)?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
     let pid = child.id().ok_or("server exited")?;
     let orders = Arc::new(orders);
     let next = Arc::new(AtomicUsize::new(0));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret_key}").parse().map_err(|e| format!("{e}"))?,
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(1024)
         .build()
         .map_err(|e| e.to_string())?;
@@ -284,12 +321,13 @@ fn free_port() -> Result<u16, String> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn spawn_server(url: &str, port: u16, sync: &str) -> Result<Child, String> {
+fn spawn_server(url: &str, port: u16, sync: &str, master_key: &str) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     Command::new(exe)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", url)
         .env("JINLIU_SQLITE_SYNCHRONOUS", sync)
+        .env("JINLIU_MASTER_KEY", master_key)
         .env("JINLIU_MERCHANT_ID", "mer_00000000000000000000000000000001")
         // The created payments are never paid; keep the status sync from querying them mid-run.
         .env("JINLIU_SYNC_AFTER_SECS", "3600")

@@ -47,6 +47,14 @@ enum Command {
     Bench(jinliu_server::bench::BenchArgs),
     /// Print the OpenAPI description (YAML).
     Openapi,
+    /// Print docs/security.md: the access model and the route table it is generated from.
+    Routes,
+    /// Manage merchants.
+    #[command(subcommand)]
+    Merchant(MerchantCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Run only the provider sandboxes (KPay, TPay, Octopus, ECPay), e.g. one shared by several
     /// jinliu nodes that set JINLIU_SANDBOX_URL to it.
     Sandbox {
@@ -57,6 +65,93 @@ enum Command {
         #[arg(long)]
         public_url: Option<String>,
     },
+}
+
+/// Where the admin commands find the database.
+#[derive(clap::Args, Clone)]
+struct DbArgs {
+    /// Data directory [env: JINLIU_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL; wins over --data-dir [env: DATABASE_URL].
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum MerchantCmd {
+    /// Create a merchant.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Default currency.
+        #[arg(long, default_value = "TWD")]
+        currency: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "Asia/Taipei")]
+        timezone: String,
+        /// Print the merchant as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create an API key (its text is printed once).
+    Create {
+        /// The merchant (`mer_…`).
+        #[arg(long)]
+        merchant: String,
+        /// A live-mode key (default: test mode).
+        #[arg(long)]
+        live: bool,
+        /// A publishable key for browser code (default: secret).
+        #[arg(long)]
+        publishable: bool,
+        /// Restrict a secret key to these permissions (comma-separated, e.g. orders:read,payments:read).
+        #[arg(long, value_delimiter = ',')]
+        permissions: Option<Vec<String>>,
+        /// A note.
+        #[arg(long)]
+        description: Option<String>,
+        /// Print the key as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke an API key now.
+    Revoke {
+        /// The merchant (`mer_…`).
+        #[arg(long)]
+        merchant: String,
+        /// The key id (`key_…`).
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Opens the store (migrated) and the key hasher, for the admin commands.
+async fn admin(overrides: &Overrides, db: DbArgs) -> Result<(jinliu_store::Store, jinliu_server::auth::Auth), String> {
+    let overrides = Overrides {
+        data_dir: db.data_dir,
+        database_url: db.database_url,
+        ..overrides.clone()
+    };
+    let config = Config::load(&overrides).map_err(|e| e.to_string())?;
+    let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let (master, _) = jinliu_server::secrets::MasterKey::load(&config).map_err(|e| e.to_string())?;
+    Ok((
+        store,
+        jinliu_server::auth::Auth::new(master.derive("jinliu api-key hash v1")),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -141,6 +236,122 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Openapi => {
             print!("{}", jinliu_server::http::openapi::yaml());
             Ok(())
+        }
+        Command::Routes => {
+            print!("{}", jinliu_server::http::routes::security_doc());
+            Ok(())
+        }
+        Command::Merchant(MerchantCmd::Create {
+            name,
+            currency,
+            timezone,
+            json,
+            db,
+        }) => {
+            let (store, _) = admin(&overrides, db).await?;
+            let now = chrono::Utc::now();
+            let m = jinliu_domain::Merchant {
+                id: jinliu_domain::MerchantId::generate(),
+                name,
+                status: "active".into(),
+                default_currency: currency.parse().map_err(|e| format!("--currency: {e}"))?,
+                timezone: timezone
+                    .parse::<chrono_tz::Tz>()
+                    .map_err(|_| format!("--timezone: unknown IANA zone {timezone:?}"))?
+                    .name()
+                    .to_owned(),
+                created_at: now,
+                updated_at: now,
+            };
+            store.create_merchant(&m).await.map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": m.id, "name": m.name, "defaultCurrency": m.default_currency.code(), "timezone": m.timezone })
+                );
+            } else {
+                println!("created merchant {} ({})", m.id, m.name);
+            }
+            Ok(())
+        }
+        Command::Key(KeyCmd::Create {
+            merchant,
+            live,
+            publishable,
+            permissions,
+            description,
+            json,
+            db,
+        }) => {
+            let (store, auth) = admin(&overrides, db).await?;
+            let merchant = jinliu_domain::MerchantId::parse(&merchant).ok_or("--merchant must be a mer_ id")?;
+            store
+                .merchant(&merchant)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no merchant {merchant}"))?;
+            let kind = if publishable {
+                jinliu_domain::ApiKeyKind::Publishable
+            } else {
+                jinliu_domain::ApiKeyKind::Secret
+            };
+            let permissions = permissions
+                .map(|list| {
+                    list.iter()
+                        .map(|p| {
+                            jinliu_domain::Permission::parse(p)
+                                .filter(|p| !p.is_platform_only())
+                                .ok_or_else(|| format!("--permissions: {p:?} is not a merchant permission"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?;
+            if publishable && permissions.is_some() {
+                return Err("--permissions applies to secret keys only".into());
+            }
+            let (key, text) = auth
+                .issue_key(
+                    &store,
+                    &merchant,
+                    kind,
+                    live,
+                    permissions,
+                    description,
+                    chrono::Utc::now(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": key.id, "merchantId": key.merchant_id, "kind": key.kind.as_str(),
+                        "livemode": key.livemode, "prefix": key.prefix, "secret": text,
+                        "permissions": key.permissions.as_ref().map(|ps| ps.iter().map(|p| p.as_str()).collect::<Vec<_>>()) })
+                );
+            } else {
+                println!(
+                    "created {} key {} for {}:\n{text}\n(shown once; jinliu keeps only its hash)",
+                    kind.as_str(),
+                    key.id,
+                    key.merchant_id
+                );
+            }
+            Ok(())
+        }
+        Command::Key(KeyCmd::Revoke { merchant, key, db }) => {
+            let (store, _) = admin(&overrides, db).await?;
+            let merchant = jinliu_domain::MerchantId::parse(&merchant).ok_or("--merchant must be a mer_ id")?;
+            let key = jinliu_domain::ApiKeyId::parse(&key).ok_or("--key must be a key_ id")?;
+            if store
+                .revoke_api_key(&merchant, &key, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("revoked {key}; nodes stop accepting it within 30 s");
+                Ok(())
+            } else {
+                Err(format!("{merchant} has no active key {key}"))
+            }
         }
         Command::Sandbox { listen, public_url } => {
             jinliu_server::telemetry::init("text");

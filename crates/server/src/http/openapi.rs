@@ -21,13 +21,15 @@ use super::dto::{
     paths(
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
-        super::notify::for_provider, super::notify::seed,
+        super::payments::checkout,
+        super::notify::for_provider, super::notify::for_account, super::notify::octopus_alias, super::notify::seed,
         super::health::health, super::health::ready,
     ),
     components(schemas(
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,
     )),
+    modifiers(&BearerOnMerchantRoutes),
     tags(
         (name = "orders", description = "Orders (seed 000 and 004 bodies)"),
         (name = "payments", description = "Payments, cancellation and refunds"),
@@ -36,6 +38,47 @@ use super::dto::{
     )
 )]
 pub struct ApiDoc;
+
+/// Marks every route the route table protects with a permission as needing a bearer key, and
+/// names the permission in its description.
+struct BearerOnMerchantRoutes;
+
+impl utoipa::Modify for BearerOnMerchantRoutes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "secretKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A secret API key, `jl_sk_test_…` or `jl_sk_live_…`"))
+                    .build(),
+            ),
+        );
+        for (route, _) in super::routes::table() {
+            let super::routes::Access::Need(permission) = route.access else {
+                continue;
+            };
+            let Some(item) = openapi.paths.paths.get_mut(&format!("/api{}", route.path)) else {
+                continue;
+            };
+            let op = match route.method.as_str() {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                _ => None,
+            };
+            if let Some(op) = op {
+                op.security = Some(vec![SecurityRequirement::new("secretKey", Vec::<String>::new())]);
+                let note = format!("Requires a secret key with `{permission}`.");
+                op.description = Some(match op.description.take() {
+                    Some(d) => format!("{d}\n\n{note}"),
+                    None => note,
+                });
+            }
+        }
+    }
+}
 
 /// The spec as pretty JSON.
 pub fn json() -> String {
