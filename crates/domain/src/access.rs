@@ -241,3 +241,119 @@ impl ApiKey {
         }
     }
 }
+
+/// A user's role: a fixed bundle of permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Runs the platform: every permission, on any merchant (named per request).
+    PlatformAdmin,
+    /// Runs one merchant: every merchant permission.
+    MerchantAdmin,
+    /// Money: reads, refunds, payouts, reports.
+    Finance,
+    /// Customer service: reads orders and payments, cancels orders.
+    Support,
+    /// Reads only.
+    Viewer,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::PlatformAdmin,
+        Role::MerchantAdmin,
+        Role::Finance,
+        Role::Support,
+        Role::Viewer,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform_admin",
+            Role::MerchantAdmin => "merchant_admin",
+            Role::Finance => "finance",
+            Role::Support => "support",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// What the role may do.
+    pub fn permissions(self) -> Vec<Permission> {
+        use Permission::*;
+        match self {
+            Role::PlatformAdmin => Permission::ALL.to_vec(),
+            Role::MerchantAdmin => Permission::merchant_all(),
+            Role::Finance => vec![OrdersRead, PaymentsRead, RefundsWrite, PayoutsRequest, ReportsRead],
+            Role::Support => vec![OrdersRead, OrdersWrite, PaymentsRead],
+            Role::Viewer => vec![OrdersRead, PaymentsRead, ReportsRead],
+        }
+    }
+
+    /// Whether users of this role belong to a merchant (all but platform admins).
+    pub fn is_merchant_role(self) -> bool {
+        self != Role::PlatformAdmin
+    }
+}
+
+/// A staff or merchant user (the password hash never leaves the store and auth code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `usr_…`
+    pub id: crate::UserId,
+    /// Login name, lower-case.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// The merchant; `None` for platform admins.
+    pub merchant_id: Option<crate::MerchantId>,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Consecutive failed logins.
+    pub failed_logins: i64,
+    /// Locked until then after too many failures.
+    pub locked_until: Option<crate::Timestamp>,
+    /// Last successful login.
+    pub last_login_at: Option<crate::Timestamp>,
+    /// Created.
+    pub created_at: crate::Timestamp,
+}
+
+/// Why a password is refused (OWASP ASVS 2.1: length, no composition games beyond letters and
+/// digits, and not a known-common password).
+pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
+    const COMMON: [&str; 12] = [
+        "password1234",
+        "123456789012",
+        "qwerty123456",
+        "passw0rd1234",
+        "iloveyou1234",
+        "admin1234567",
+        "welcome12345",
+        "abc123456789",
+        "password123!",
+        "1q2w3e4r5t6y",
+        "qwertyuiop12",
+        "letmein12345",
+    ];
+    if password.chars().count() < 12 {
+        return Err("the password must have at least 12 characters");
+    }
+    if password.chars().count() > 128 {
+        return Err("the password must have at most 128 characters");
+    }
+    if !password.chars().any(|c| c.is_alphabetic()) || !password.chars().any(|c| c.is_ascii_digit()) {
+        return Err("the password must contain letters and digits");
+    }
+    if COMMON.contains(&password.to_lowercase().as_str()) {
+        return Err("the password is too common");
+    }
+    Ok(())
+}

@@ -79,6 +79,8 @@ typed_id!(/// A merchant (tenant).
     MerchantId, "mer_");
 typed_id!(/// An API key (its id, never the secret).
     ApiKeyId, "key_");
+typed_id!(/// A user.
+    UserId, "usr_");
 
 /// Crockford's base32 alphabet: no I, L, O or U, so an order number read aloud is unambiguous.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

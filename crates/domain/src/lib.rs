@@ -14,10 +14,10 @@ pub mod payment;
 pub mod refund;
 pub mod settle;
 
-pub use access::{ApiKey, ApiKeyKind, Merchant, Permission};
+pub use access::{ApiKey, ApiKeyKind, Merchant, Permission, Role, User};
 pub use event::{EventDraft, EventType};
 pub use id::{
-    ApiKeyId, EventId, MerchantId, OrderId, PaymentId, RefundId, new_client_secret, new_order_number,
+    ApiKeyId, EventId, MerchantId, OrderId, PaymentId, RefundId, UserId, new_client_secret, new_order_number,
     provider_reference,
 };
 pub use money::{AmountError, Currency, MajorAmount, Money};

@@ -1,6 +1,7 @@
 //! Authentication: who a request speaks for.
 //!
-//! Today a caller is an API key (`Authorization: Bearer jl_sk_test_…`). Keys are never stored:
+//! A caller is an API key (`Authorization: Bearer jl_sk_test_…`) or a user's access token (a
+//! JWT, `Authorization: Bearer eyJ…`). Keys are never stored:
 //! the store keeps `HMAC-SHA256(pepper, key)` — the pepper derived from the master key, which is
 //! not in the database — so a stolen database yields no usable key and no offline guessing.
 //! A verified key is cached for [`CACHE_TTL`] so the hot path does not read the database on
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use jinliu_domain::access::new_api_key;
-use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, MerchantId, Permission, Timestamp};
+use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, MerchantId, Permission, Role, Timestamp, User, UserId};
 use jinliu_store::{Scope, Store, StoreError};
 use sha2::Sha256;
 
@@ -20,17 +21,34 @@ use sha2::Sha256;
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 const CACHE_MAX: usize = 10_000;
 
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An API key.
+    Key {
+        /// The key.
+        id: ApiKeyId,
+        /// Secret or publishable.
+        kind: ApiKeyKind,
+    },
+    /// A logged-in user.
+    User {
+        /// The user.
+        id: UserId,
+        /// The user's role.
+        role: Role,
+    },
+}
+
 /// The caller of a merchant API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The merchant it acts for.
+    /// The merchant it acts for (for a platform admin: the one named in `Jinliu-Merchant`).
     pub merchant_id: MerchantId,
     /// Live or test mode.
     pub livemode: bool,
-    /// The key.
-    pub key_id: ApiKeyId,
-    /// Secret or publishable.
-    pub kind: ApiKeyKind,
+    /// The key or user.
+    pub actor: Actor,
     /// What it may do.
     pub permissions: Vec<Permission>,
 }
@@ -48,7 +66,49 @@ impl Principal {
     pub fn may(&self, p: Permission) -> bool {
         self.permissions.contains(&p)
     }
+
+    /// Whether this is a publishable key (which opens no merchant route).
+    pub fn is_publishable(&self) -> bool {
+        matches!(
+            self.actor,
+            Actor::Key {
+                kind: ApiKeyKind::Publishable,
+                ..
+            }
+        )
+    }
 }
+
+/// A logged-in user, before a merchant is chosen (the profile route needs no merchant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSession {
+    /// The user as stored.
+    pub user: User,
+}
+
+/// The claims of jinliu's access tokens.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    /// `jinliu`.
+    pub iss: String,
+    /// `jinliu-api`.
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// Expiry (unix seconds).
+    pub exp: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Issued at.
+    pub iat: i64,
+}
+
+/// Issuer of access tokens.
+pub const ISSUER: &str = "jinliu";
+/// Audience of access tokens.
+pub const AUDIENCE: &str = "jinliu-api";
+/// The signing key's id; tokens naming another `kid` are refused (rotation adds ids here).
+pub const JWT_KID: &str = "k1";
 
 /// Why a credential was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +119,9 @@ pub enum AuthError {
     /// Not a key jinliu issued, revoked, or expired.
     #[error("invalid credentials")]
     Invalid,
+    /// A platform admin must name the merchant it acts on (`Jinliu-Merchant`).
+    #[error("merchant required")]
+    MerchantRequired,
     /// The store could not be asked.
     #[error("store: {0}")]
     Store(String),
@@ -68,9 +131,10 @@ pub enum AuthError {
 /// key itself ends (expiry or a scheduled revocation).
 type Cached = (Principal, Instant, Option<Timestamp>);
 
-/// Key hashing and the verified-key cache.
+/// Key hashing, access tokens and the verified-credential cache.
 pub struct Auth {
     pepper: [u8; 32],
+    jwt_key: [u8; 32],
     cache: Mutex<HashMap<String, Cached>>,
 }
 
@@ -81,12 +145,52 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Hashing with a pepper derived from the master key.
-    pub fn new(pepper: [u8; 32]) -> Auth {
+    /// Hashing with a pepper and signing tokens with a key, both derived from the master key.
+    pub fn new(master: &crate::secrets::MasterKey) -> Auth {
         Auth {
-            pepper,
+            pepper: master.derive("jinliu api-key hash v1"),
+            jwt_key: master.derive("jinliu jwt hs256 k1"),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A signed access token for `user`, valid `ttl_secs` from `now`.
+    pub fn access_token(&self, user: &UserId, now: Timestamp, ttl_secs: i64) -> String {
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: user.to_string(),
+            exp: now.timestamp() + ttl_secs,
+            nbf: now.timestamp(),
+            iat: now.timestamp(),
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(JWT_KID.into());
+        // Encoding a struct of strings and integers with an HMAC key cannot fail.
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&self.jwt_key))
+            .unwrap_or_default()
+    }
+
+    /// The user id of a valid access token: algorithm pinned to HS256, `kid`, issuer, audience,
+    /// `exp`, `nbf`, `iat` and `sub` required and checked, 30 s leeway.
+    pub fn verify_access_token(&self, token: &str, now: Timestamp) -> Result<UserId, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        if header.alg != jsonwebtoken::Algorithm::HS256 || header.kid.as_deref() != Some(JWT_KID) {
+            return Err(AuthError::Invalid);
+        }
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.leeway = 30;
+        v.validate_nbf = true;
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[AUDIENCE]);
+        v.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss", "aud"]);
+        // The library checks exp/nbf against the system clock; jinliu's clock must agree.
+        let data = jsonwebtoken::decode::<Claims>(token, &jsonwebtoken::DecodingKey::from_secret(&self.jwt_key), &v)
+            .map_err(|_| AuthError::Invalid)?;
+        if data.claims.iat > now.timestamp() + 30 {
+            return Err(AuthError::Invalid);
+        }
+        UserId::parse(&data.claims.sub).ok_or(AuthError::Invalid)
     }
 
     /// The keyed hash a key is stored and found by (lower-case hex).
@@ -130,20 +234,48 @@ impl Auth {
         Ok((key, text))
     }
 
-    /// The principal behind an `Authorization` header value.
-    pub async fn authenticate(
+    /// The bearer token of an `Authorization` header value.
+    pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+        header
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)
+    }
+
+    /// The logged-in user behind an access token (active, not locked out of existence).
+    pub async fn user_session(
         &self,
         store: &Store,
         header: Option<&str>,
         now: Timestamp,
+    ) -> Result<UserSession, AuthError> {
+        let token = Self::bearer(header)?;
+        let id = self.verify_access_token(token, now)?;
+        let user = store
+            .user(&id)
+            .await
+            .map_err(|e| AuthError::Store(e.to_string()))?
+            .filter(|u| u.status == "active")
+            .ok_or(AuthError::Invalid)?;
+        Ok(UserSession { user })
+    }
+
+    /// The principal behind an `Authorization` header value; `merchant` is the
+    /// `Jinliu-Merchant` header, which only a platform admin may (and must) send.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        header: Option<&str>,
+        merchant: Option<&str>,
+        now: Timestamp,
     ) -> Result<Principal, AuthError> {
-        let token = header
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Missing)?;
-        if ApiKeyKind::of_key(token).is_none() || token.len() > 128 {
+        let token = Self::bearer(header)?;
+        if token.len() > 4096 {
             return Err(AuthError::Invalid);
+        }
+        if ApiKeyKind::of_key(token).is_none() {
+            return self.authenticate_user(store, header, merchant, now).await;
         }
         let hash = self.hash(token);
         if let Some(p) = self.cached(&hash, now) {
@@ -158,8 +290,10 @@ impl Auth {
         let principal = Principal {
             merchant_id: key.merchant_id.clone(),
             livemode: key.livemode,
-            key_id: key.id.clone(),
-            kind: key.kind,
+            actor: Actor::Key {
+                id: key.id.clone(),
+                kind: key.kind,
+            },
             permissions: key.granted(),
         };
         let ends = match (key.expires_at, key.revoked_at) {
@@ -172,6 +306,39 @@ impl Auth {
         }
         cache.insert(hash, (principal.clone(), Instant::now() + CACHE_TTL, ends));
         Ok(principal)
+    }
+
+    async fn authenticate_user(
+        &self,
+        store: &Store,
+        header: Option<&str>,
+        merchant: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Principal, AuthError> {
+        let UserSession { user } = self.user_session(store, header, now).await?;
+        let merchant_id = match (user.role, &user.merchant_id) {
+            (Role::PlatformAdmin, _) => merchant
+                .and_then(MerchantId::parse)
+                .ok_or(AuthError::MerchantRequired)?,
+            (_, Some(m)) => {
+                // A merchant user acts for its own merchant; naming another is refused.
+                if merchant.is_some_and(|h| h != m.as_str()) {
+                    return Err(AuthError::Invalid);
+                }
+                m.clone()
+            }
+            (_, None) => return Err(AuthError::Invalid),
+        };
+        Ok(Principal {
+            merchant_id,
+            // Dashboard sessions work in test mode until mode switching arrives.
+            livemode: false,
+            actor: Actor::User {
+                id: user.id.clone(),
+                role: user.role,
+            },
+            permissions: user.role.permissions(),
+        })
     }
 
     fn cached(&self, hash: &str, now: Timestamp) -> Option<Principal> {

@@ -1,6 +1,6 @@
 //! First run: with an empty merchants table and the sandbox on (test mode only), `jinliu serve`
 //! creates a demo merchant (`JINLIU_MERCHANT_ID`) with a test secret key and a test publishable
-//! key, prints them once, and writes them to `<data-dir>/demo-credentials.json` (mode 0600) so a
+//! key, a platform admin and a merchant admin with random passwords, prints them once, and writes them to `<data-dir>/demo-credentials.json` (mode 0600) so a
 //! new user can call the API at once. Never in live mode: without the sandbox nothing is created.
 
 use std::io::Write;
@@ -43,12 +43,37 @@ pub async fn first_run(app: &AppState) -> Result<(), String> {
     let (_, publishable) = issue(ApiKeyKind::Publishable, "demo publishable key")
         .await
         .map_err(|e| e.to_string())?;
-    let creds = json!({ "merchantId": merchant.id, "secretKey": secret, "publishableKey": publishable });
+    let create = |email: &str, role, merchant| {
+        let password = crate::users::random_password();
+        let store = app.store.clone();
+        let email = email.to_owned();
+        async move {
+            crate::users::create_user(&store, &email, &password, role, merchant, now)
+                .await
+                .map(|_| (email, password))
+                .map_err(|e| e.to_string())
+        }
+    };
+    let (admin_email, admin_password) = create("admin@jinliu.local", jinliu_domain::Role::PlatformAdmin, None).await?;
+    let (owner_email, owner_password) = create(
+        "merchant@jinliu.local",
+        jinliu_domain::Role::MerchantAdmin,
+        Some(merchant.id.clone()),
+    )
+    .await?;
+    // `totpSecret` stays null until TOTP enrolment is built.
+    let creds = json!({
+        "merchantId": merchant.id,
+        "platformAdmin": { "email": admin_email, "password": admin_password, "totpSecret": null },
+        "merchantAdmin": { "email": owner_email, "password": owner_password },
+        "secretKey": secret,
+        "publishableKey": publishable,
+    });
     let path = app.config.data_dir.join("demo-credentials.json");
     write_private(&path, &serde_json::to_vec_pretty(&creds).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!(
-        "first run: created demo merchant {} (test mode)\n  secret key:      {secret}\n  publishable key: {publishable}\n  (also in {}; shown once)",
+        "first run: created demo merchant {} (test mode)\n  secret key:      {secret}\n  publishable key: {publishable}\n  platform admin:  {admin_email} / {admin_password}\n  merchant admin:  {owner_email} / {owner_password}\n  (also in {}; shown once)",
         merchant.id,
         path.display()
     );

@@ -86,6 +86,9 @@ pub struct Config {
     pub sync_interval_ms: u64,
     /// The master key, 64 hex digits (`JINLIU_MASTER_KEY`); see `secrets`.
     pub master_key: Option<Secret>,
+    /// Access token lifetime in seconds (`JINLIU_JWT_EXPIRES_IN`: `24h` — seed 004's default —
+    /// `15m`, `3600s` or plain seconds).
+    pub jwt_expires_in_secs: i64,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -188,6 +191,7 @@ struct FileConfig {
     notify_secret: Option<String>,
     sync_after_secs: Option<i64>,
     sync_interval_ms: Option<u64>,
+    jwt_expires_in: Option<String>,
 }
 
 impl Config {
@@ -428,7 +432,17 @@ impl Config {
             ));
         }
         let master_key = env("JINLIU_MASTER_KEY").filter(|s| !s.is_empty()).map(Secret::new);
+        let jwt_text = pick(None, "JINLIU_JWT_EXPIRES_IN", file.jwt_expires_in).unwrap_or_else(|| "24h".into());
+        let jwt_expires_in_secs = parse_duration_secs(&jwt_text)
+            .filter(|s| (60..=30 * 86_400).contains(s))
+            .ok_or_else(|| {
+                err(
+                    "JINLIU_JWT_EXPIRES_IN",
+                    "must be a duration like 24h, 15m or 3600s, between 1 minute and 30 days",
+                )
+            })?;
         Ok(Config {
+            jwt_expires_in_secs,
             master_key,
             sandbox_url,
             provider_accounts,
@@ -529,6 +543,19 @@ impl Config {
         c.sync_delay_ms = self.sync_after_secs * 1000;
         c
     }
+}
+
+/// `24h`, `15m`, `3600s`, `3600` → seconds.
+fn parse_duration_secs(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().last()? {
+        (i, 'h') => (&t[..i], 3600),
+        (i, 'm') => (&t[..i], 60),
+        (i, 's') => (&t[..i], 1),
+        (i, 'd') => (&t[..i], 86_400),
+        _ => (t, 1),
+    };
+    num.parse::<i64>().ok()?.checked_mul(unit)
 }
 
 fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {

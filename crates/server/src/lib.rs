@@ -12,6 +12,7 @@ pub mod service;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod users;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -81,7 +82,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
             "generated a master key for test mode; set JINLIU_MASTER_KEY in production"
         );
     }
-    let auth = auth::Auth::new(master.derive("jinliu api-key hash v1"));
+    let auth = auth::Auth::new(&master);
     Ok(AppState {
         auth: Arc::new(auth),
         store,

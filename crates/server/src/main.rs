@@ -55,6 +55,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Run only the provider sandboxes (KPay, TPay, Octopus, ECPay), e.g. one shared by several
     /// jinliu nodes that set JINLIU_SANDBOX_URL to it.
     Sandbox {
@@ -137,6 +140,30 @@ enum KeyCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user (password: at least 12 characters, letters and digits, not a common one).
+    Create {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// Password [env: JINLIU_NEW_USER_PASSWORD], so it need not appear in the shell history.
+        #[arg(long, env = "JINLIU_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// platform_admin, merchant_admin, finance, support or viewer.
+        #[arg(long)]
+        role: String,
+        /// The merchant (`mer_…`), for every role but platform_admin.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// Print the user as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
 /// Opens the store (migrated) and the key hasher, for the admin commands.
 async fn admin(overrides: &Overrides, db: DbArgs) -> Result<(jinliu_store::Store, jinliu_server::auth::Auth), String> {
     let overrides = Overrides {
@@ -148,10 +175,7 @@ async fn admin(overrides: &Overrides, db: DbArgs) -> Result<(jinliu_store::Store
     let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let (master, _) = jinliu_server::secrets::MasterKey::load(&config).map_err(|e| e.to_string())?;
-    Ok((
-        store,
-        jinliu_server::auth::Auth::new(master.derive("jinliu api-key hash v1")),
-    ))
+    Ok((store, jinliu_server::auth::Auth::new(&master)))
 }
 
 fn main() -> ExitCode {
@@ -335,6 +359,36 @@ async fn run(cli: Cli) -> Result<(), String> {
                     key.id,
                     key.merchant_id
                 );
+            }
+            Ok(())
+        }
+        Command::User(UserCmd::Create {
+            email,
+            password,
+            role,
+            merchant,
+            json,
+            db,
+        }) => {
+            let (store, _) = admin(&overrides, db).await?;
+            let role = jinliu_domain::Role::parse(&role).ok_or_else(|| format!("--role: unknown role {role:?}"))?;
+            let merchant = merchant
+                .map(|m| jinliu_domain::MerchantId::parse(&m).ok_or("--merchant must be a mer_ id"))
+                .transpose()?;
+            if let Some(m) = &merchant {
+                store
+                    .merchant(m)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no merchant {m}"))?;
+            }
+            let user = jinliu_server::users::create_user(&store, &email, &password, role, merchant, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", jinliu_server::users::user_view(&user));
+            } else {
+                println!("created {} {} ({})", user.role.as_str(), user.email, user.id);
             }
             Ok(())
         }

@@ -21,6 +21,7 @@ mod payments;
 mod persist;
 mod refunds;
 mod sync;
+mod users;
 mod writer;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use idempotency::{IdemRequest, IdempotencyRecord, StoredResponse};
 pub use orders::{OrderFilter, Page};
 pub use payments::{NotificationKey, PaymentChange};
 pub use sync::{SyncJob, SyncKind};
+pub use users::RefreshToken;
 pub use writer::WriterStats;
 
 use jinliu_domain::MerchantId;

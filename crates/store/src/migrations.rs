@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002ProviderSync),
             Box::new(M0003Accounts),
+            Box::new(M0004Users),
         ]
     }
 
@@ -529,6 +530,95 @@ impl MigrationTrait for M0003Accounts {
                 .name("api_keys_merchant")
                 .table(ApiKeys::Table)
                 .col(ApiKeys::MerchantId)
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Users and their refresh tokens.
+struct M0004Users;
+
+impl MigrationName for M0004Users {
+    fn name(&self) -> &str {
+        "m0004_users"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    Email,
+    PasswordHash,
+    Role,
+    MerchantId,
+    Status,
+    FailedLogins,
+    LockedUntil,
+    LastLoginAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum RefreshTokens {
+    Table,
+    TokenHash,
+    UserId,
+    Family,
+    ExpiresAt,
+    UsedAt,
+    RevokedAt,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004Users {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Users::Table)
+                .col(id_col(Users::Id).primary_key())
+                .col(str_col(Users::Email, 254))
+                .col(str_col(Users::PasswordHash, 255))
+                .col(str_col(Users::Role, 32))
+                .col(str_null(Users::MerchantId, 64))
+                .col(str_col(Users::Status, 16))
+                .col(int_col(Users::FailedLogins))
+                .col(ColumnDef::new(Users::LockedUntil).big_integer().null())
+                .col(ColumnDef::new(Users::LastLoginAt).big_integer().null())
+                .col(int_col(Users::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("users_email")
+                .table(Users::Table)
+                .col(Users::Email)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(RefreshTokens::Table)
+                .col(str_col(RefreshTokens::TokenHash, 64).primary_key())
+                .col(id_col(RefreshTokens::UserId))
+                .col(str_col(RefreshTokens::Family, 64))
+                .col(int_col(RefreshTokens::ExpiresAt))
+                .col(ColumnDef::new(RefreshTokens::UsedAt).big_integer().null())
+                .col(ColumnDef::new(RefreshTokens::RevokedAt).big_integer().null())
+                .col(int_col(RefreshTokens::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("refresh_tokens_family")
+                .table(RefreshTokens::Table)
+                .col(RefreshTokens::Family)
                 .to_owned(),
         )
         .await?;

@@ -4,6 +4,7 @@
 //! `/api` is also served at the root so seed 000's paths (`/orders`, `/payments/refund/:id`)
 //! work unchanged.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;

@@ -19,6 +19,7 @@ use super::dto::{
         license(name = "MIT")
     ),
     paths(
+        super::auth::login, super::auth::refresh, super::auth::logout, super::auth::profile,
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout,
@@ -26,11 +27,13 @@ use super::dto::{
         super::health::health, super::health::ready,
     ),
     components(schemas(
+        super::auth::LoginBody, super::auth::RefreshBody,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,
     )),
     modifiers(&BearerOnMerchantRoutes),
     tags(
+        (name = "auth", description = "Users: login, refresh, logout, profile"),
         (name = "orders", description = "Orders (seed 000 and 004 bodies)"),
         (name = "payments", description = "Payments, cancellation and refunds"),
         (name = "notifications", description = "Inbound provider notifications"),

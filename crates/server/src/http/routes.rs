@@ -10,10 +10,10 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use jinliu_domain::{ApiKeyKind, Permission};
+use jinliu_domain::Permission;
 
 use super::error::ApiError;
-use super::{notify, orders, payments};
+use super::{auth, notify, orders, payments};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -26,6 +26,10 @@ pub enum Access {
     ProviderSignature,
     /// The payment's client secret in the query string.
     ClientSecret,
+    /// Anyone (login, refresh, logout: the body carries the credential).
+    Public,
+    /// A logged-in user's access token, for any role.
+    User,
 }
 
 impl Access {
@@ -35,6 +39,8 @@ impl Access {
             Access::Need(p) => format!("secret key with `{p}`"),
             Access::ProviderSignature => "provider signature (verified on the raw body)".into(),
             Access::ClientSecret => "the payment's `clientSecret`".into(),
+            Access::Public => "none (the body carries the credential)".into(),
+            Access::User => "a user's access token (any role)".into(),
         }
     }
 }
@@ -66,6 +72,22 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     use Access::*;
     use Permission::*;
     vec![
+        (
+            spec(Method::POST, "/auth/login", Public, "Log in (email, password)"),
+            post(auth::login),
+        ),
+        (
+            spec(Method::POST, "/auth/refresh", Public, "Rotate a refresh token"),
+            post(auth::refresh),
+        ),
+        (
+            spec(Method::POST, "/auth/logout", Public, "End a login"),
+            post(auth::logout),
+        ),
+        (
+            spec(Method::GET, "/auth/profile", User, "The logged-in user"),
+            get(auth::profile),
+        ),
         (
             spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),
             post(orders::create),
@@ -189,8 +211,9 @@ pub fn api(app: &AppState) -> Router<AppState> {
     for (route, handler) in table() {
         let handler = match route.access {
             Access::Need(p) => handler.layer(middleware::from_fn_with_state((app.clone(), p), require)),
+            Access::User => handler.layer(middleware::from_fn_with_state(app.clone(), require_user)),
             // Checked by the handler itself, on the raw body or the query string.
-            Access::ProviderSignature | Access::ClientSecret => handler,
+            Access::ProviderSignature | Access::ClientSecret | Access::Public => handler,
         };
         router = router.route(route.path, handler);
     }
@@ -204,7 +227,12 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match app.auth.authenticate(&app.store, header, app.clock.now()).await {
+    let merchant = req.headers().get("jinliu-merchant").and_then(|v| v.to_str().ok());
+    let principal = match app
+        .auth
+        .authenticate(&app.store, header, merchant, app.clock.now())
+        .await
+    {
         Ok(p) => p,
         Err(AuthError::Missing) => {
             return ApiError::new(
@@ -222,9 +250,17 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
             )
             .into_response();
         }
+        Err(AuthError::MerchantRequired) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "merchant_required",
+                "a platform admin names the merchant it acts on in the Jinliu-Merchant header",
+            )
+            .into_response();
+        }
         Err(AuthError::Store(e)) => return ApiError::internal(e).into_response(),
     };
-    if principal.kind == ApiKeyKind::Publishable {
+    if principal.is_publishable() {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "permission_denied",
@@ -243,6 +279,33 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
     }
     req.extensions_mut().insert(Arc::new(principal));
     next.run(req).await
+}
+
+/// A logged-in user (any role); API keys are refused here.
+async fn require_user(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match app.auth.user_session(&app.store, header, app.clock.now()).await {
+        Ok(session) => {
+            req.extensions_mut().insert(Arc::new(session));
+            next.run(req).await
+        }
+        Err(AuthError::Missing) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_required",
+            "send `Authorization: Bearer <access token>`",
+        )
+        .into_response(),
+        Err(AuthError::Store(e)) => ApiError::internal(e).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the access token is invalid or expired",
+        )
+        .into_response(),
+    }
 }
 
 /// docs/security.md's route table (Markdown), generated from [`table`].
@@ -272,6 +335,14 @@ A key is unrestricted (every merchant permission) or restricted to a listed set.
 `HMAC-SHA256(pepper, key)`, the pepper derived from the master key (`JINLIU_MASTER_KEY`), which is not in the \
 database; the key text is shown once. A verified key is cached for 30 s, so a revocation reaches every node \
 within 30 s.\n\
+- **Users** log in at `POST /api/auth/login` (argon2id passwords: 19 MiB, 2 iterations, 1 lane; at least 12 \
+characters with letters and digits, not a common one; 10 failures lock the account for 30 minutes) and get an \
+HS256 access token (`JINLIU_JWT_EXPIRES_IN`, default 24h; `iss`, `aud`, `exp`, `nbf`, `iat`, `sub` and the `kid` \
+header required and checked, algorithm pinned, 30 s leeway; the signing key is derived from the master key) \
+and a single-use refresh token: each refresh returns a new pair, and presenting a used refresh token again \
+revokes that login. A user's permissions are its role's (below); a platform admin names the merchant it acts \
+on in `Jinliu-Merchant` (400 `merchant_required` otherwise); a merchant user acts for its own merchant only. \
+User sessions work in test mode.\n\
 - **Publishable keys** `jl_pk_test_…` / `jl_pk_live_…` identify the merchant to browser code and open no merchant \
 route (403 `permission_denied`).\n\
 - **Test and live mode**: every object carries `livemode`; a test key sees only test objects and uses only test \
@@ -280,7 +351,7 @@ provider accounts (sandboxes); a live key never reaches a sandbox.\n\
 - **Provider notifications** carry no jinliu credential: the provider's own signature is verified on the raw \
 body (or, for protocols whose checksum proves nothing, the provider is asked back).\n\n\
 Refusals: 401 `authentication_required` (no credential), 401 `invalid_credentials` (unknown, revoked or \
-expired key), 403 `permission_denied` (publishable key, or a restricted key without the route's permission). \
+expired key or token), 403 `permission_denied` (publishable key, or a restricted key without the route's permission). \
 Another merchant's object answers 404, exactly like a missing one: every store query takes the caller's scope.\n\n\
 One deliberate difference from seed 004: its browser sample posts `/api/payments` itself; jinliu refuses that \
 (401), because a browser must never choose the amount. The merchant's server creates the payment and hands \
@@ -292,6 +363,11 @@ the browser only the payment id and client secret.\n\n\
             "- `{p}`{}\n",
             if p.is_platform_only() { " (platform only)" } else { "" }
         ));
+    }
+    s.push_str("\n## Roles\n\n| role | permissions |\n|---|---|\n");
+    for r in jinliu_domain::Role::ALL {
+        let ps: Vec<String> = r.permissions().iter().map(|p| format!("`{p}`")).collect();
+        s.push_str(&format!("| `{}` | {} |\n", r.as_str(), ps.join(", ")));
     }
     s.push_str("\n## Routes\n\n");
     s.push_str(&markdown());

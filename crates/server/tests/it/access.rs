@@ -76,10 +76,13 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
     let revoked_id = app
         .state
         .auth
-        .authenticate(&app.store, Some(&format!("Bearer {revoked}")), chrono::Utc::now())
+        .authenticate(&app.store, Some(&format!("Bearer {revoked}")), None, chrono::Utc::now())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .key_id;
+        .actor;
+    let jinliu_server::auth::Actor::Key { id: revoked_id, .. } = revoked_id else {
+        panic!("a key")
+    };
     app.state.auth.forget_all();
     assert!(
         app.store
@@ -91,8 +94,24 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
     let mut checked = 0;
     for (route, _) in table() {
         let path = fill(route.path);
+        if route.access == Access::User {
+            let a = call(&app, &route.method, &path, None).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (401, "authentication_required"),
+                "{} {path}",
+                route.method
+            );
+            let a = call(&app, &route.method, &path, Some(&app.secret_key)).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (401, "invalid_credentials"),
+                "a key is not a user session"
+            );
+            continue;
+        }
         let Access::Need(needed) = route.access else {
-            // Provider and client-secret routes never ask for a key: their own check answers.
+            // Provider, client-secret and public routes never ask for a key: their own check answers.
             let a = call(
                 &app,
                 &route.method,

@@ -7,6 +7,7 @@ mod flows;
 mod idempotency;
 mod providers;
 mod spec;
+mod users;
 
 use jinliu_server::config::{Config, Overrides};
 use jinliu_store::{Store, TableCounts};
@@ -64,6 +65,9 @@ impl Answer {
     }
 }
 
+/// The master key of test servers (so tests can forge tokens with the right key).
+pub const MASTER_KEY: &str = "7e3a9c1f5b2d4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f";
+
 /// The secret test servers check seed 000's `X-Signature` relay notifications with.
 pub const NOTIFY_SECRET: &str = "test-notify-secret";
 
@@ -79,10 +83,7 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         ("JINLIU_PROVIDER_TIMEOUT_MS", "1000"),
         ("JINLIU_SYNC_AFTER_SECS", "3600"),
         ("JINLIU_SYNC_INTERVAL_MS", "3600000"),
-        (
-            "JINLIU_MASTER_KEY",
-            "7e3a9c1f5b2d4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f",
-        ),
+        ("JINLIU_MASTER_KEY", MASTER_KEY),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

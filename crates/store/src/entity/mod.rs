@@ -8,5 +8,7 @@ pub mod merchants;
 pub mod orders;
 pub mod payments;
 pub mod provider_notifications;
+pub mod refresh_tokens;
 pub mod refunds;
 pub mod sync_jobs;
+pub mod users;

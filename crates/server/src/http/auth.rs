@@ -1,0 +1,89 @@
+//! `/api/auth`: login, refresh, logout, profile (seed 000's `/auth/login` and `/auth/profile`
+//! work at the root too).
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::dto::ok;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::idempotency::respond;
+use crate::auth::UserSession;
+use crate::state::AppState;
+use crate::users;
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// Login email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// TOTP code (MFA is not built yet; accepted and ignored).
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+/// `POST /api/auth/refresh` and `/logout`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefreshBody {
+    /// The refresh token from the login (or the last refresh).
+    pub refresh_token: String,
+}
+
+/// The logged-in user of a route with `Access::User`.
+pub struct LoggedIn(pub Arc<UserSession>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LoggedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Arc<UserSession>>()
+            .cloned()
+            .map(LoggedIn)
+            .ok_or_else(|| ApiError::internal("LoggedIn used on a route without a user check"))
+    }
+}
+
+/// Log in with email and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, description = "{ accessToken, tokenType, expiresIn, refreshToken, user }"),
+        (status = 401, description = "Wrong email or password"), (status = 423, description = "Locked after 10 failures (30 min)")))]
+pub async fn login(State(app): State<AppState>, body: ApiJson<LoginBody>) -> Result<Response, ApiError> {
+    let b = body.value;
+    let session = users::login(&app, &b.email, &b.password).await?;
+    Ok(respond(ok(200, session, Some("登入成功"))))
+}
+
+/// Exchange a refresh token for a new access and refresh token (single use).
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, description = "A new session"), (status = 401, description = "Invalid, expired, revoked or reused refresh token")))]
+pub async fn refresh(State(app): State<AppState>, body: ApiJson<RefreshBody>) -> Result<Response, ApiError> {
+    let session = users::refresh(&app, &body.value.refresh_token).await?;
+    Ok(respond(ok(200, session, None)))
+}
+
+/// End the login a refresh token belongs to.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, description = "Logged out (also for an unknown token)")))]
+pub async fn logout(State(app): State<AppState>, body: ApiJson<RefreshBody>) -> Result<Response, ApiError> {
+    users::logout(&app, &body.value.refresh_token).await?;
+    Ok(respond(ok(200, serde_json::json!({ "loggedOut": true }), None)))
+}
+
+/// The logged-in user.
+#[utoipa::path(get, path = "/api/auth/profile", tag = "auth",
+    responses((status = 200, description = "The user"), (status = 401, description = "No or invalid access token")))]
+pub async fn profile(LoggedIn(session): LoggedIn) -> Result<Response, ApiError> {
+    Ok(respond(ok(200, users::user_view(&session.user), None)))
+}

@@ -1,0 +1,294 @@
+//! Users: passwords (argon2id, OWASP parameters — the `argon2` crate's defaults: 19 MiB, 2
+//! iterations, 1 lane), login with lockout, access tokens and rotating refresh tokens.
+//!
+//! Refresh tokens rotate: each use returns a new one and marks the old one used. Presenting a
+//! used token again means it was copied, so the whole family (that login) is revoked.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::http::StatusCode;
+use chrono::Duration;
+use jinliu_domain::access::check_password_policy;
+use jinliu_domain::{MerchantId, Role, Timestamp, User, UserId};
+use jinliu_store::{RefreshToken, Store};
+use rand::Rng;
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Consecutive failures that lock an account.
+pub const LOCKOUT_THRESHOLD: i64 = 10;
+/// How long a locked account stays locked.
+pub const LOCKOUT_MINUTES: i64 = 30;
+/// How long a refresh token lives.
+pub const REFRESH_DAYS: i64 = 30;
+
+/// An argon2id hash of `password` (PHC string).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum NewUserError {
+    /// The password breaks the policy.
+    #[error("{0}")]
+    Password(&'static str),
+    /// The email is not plausible.
+    #[error("the email address is not valid")]
+    Email,
+    /// Merchant roles need a merchant; platform admins must not have one.
+    #[error("{0}")]
+    Merchant(&'static str),
+    /// Taken.
+    #[error("a user with this email exists")]
+    Taken,
+    /// Store or hashing failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Creates a user after checking the password policy.
+pub async fn create_user(
+    store: &Store,
+    email: &str,
+    password: &str,
+    role: Role,
+    merchant: Option<MerchantId>,
+    now: Timestamp,
+) -> Result<User, NewUserError> {
+    let email = email.trim().to_lowercase();
+    if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
+        return Err(NewUserError::Email);
+    }
+    check_password_policy(password).map_err(NewUserError::Password)?;
+    match (role.is_merchant_role(), &merchant) {
+        (true, None) => {
+            return Err(NewUserError::Merchant(
+                "this role belongs to a merchant: give --merchant",
+            ));
+        }
+        (false, Some(_)) => return Err(NewUserError::Merchant("a platform admin belongs to no merchant")),
+        _ => {}
+    }
+    let pw = password.to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&pw))
+        .await
+        .map_err(|e| NewUserError::Internal(e.to_string()))?
+        .map_err(NewUserError::Internal)?;
+    let user = User {
+        id: UserId::generate(),
+        email,
+        password_hash,
+        role,
+        merchant_id: merchant,
+        status: "active".into(),
+        failed_logins: 0,
+        locked_until: None,
+        last_login_at: None,
+        created_at: now,
+    };
+    if store
+        .create_user(&user)
+        .await
+        .map_err(|e| NewUserError::Internal(e.to_string()))?
+    {
+        Ok(user)
+    } else {
+        Err(NewUserError::Taken)
+    }
+}
+
+/// The answer to a login or refresh (seed 000's envelope carries it as `data`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Exchange it at `/api/auth/refresh` for a new pair; single use.
+    pub refresh_token: String,
+    /// Who logged in.
+    pub user: serde_json::Value,
+}
+
+/// The public view of a user.
+pub fn user_view(u: &User) -> serde_json::Value {
+    json!({
+        "id": u.id, "email": u.email, "role": u.role.as_str(), "merchantId": u.merchant_id,
+        "status": u.status,
+        "lastLoginAt": u.last_login_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    })
+}
+
+fn invalid() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong email or password",
+    )
+}
+
+async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Session, ApiError> {
+    let now = app.clock.now();
+    let refresh = new_refresh_token();
+    app.store
+        .insert_refresh_token(
+            &RefreshToken {
+                token_hash: app.auth.hash(&refresh),
+                user_id: user.id.clone(),
+                family,
+                expires_at: now + Duration::days(REFRESH_DAYS),
+                used_at: None,
+                revoked_at: None,
+            },
+            now,
+        )
+        .await?;
+    Ok(Session {
+        access_token: app.auth.access_token(&user.id, now, app.config.jwt_expires_in_secs),
+        token_type: "Bearer",
+        expires_in: app.config.jwt_expires_in_secs,
+        refresh_token: refresh,
+        user: user_view(user),
+    })
+}
+
+fn new_refresh_token() -> String {
+    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let mut s = String::from("jl_rt_");
+    for _ in 0..43 {
+        s.push(BASE62[rng.random_range(0..62)] as char);
+    }
+    s
+}
+
+/// Email + password → a session. Wrong passwords count towards a lockout; an unknown email
+/// costs the same argon2 work as a known one, so timing does not reveal which emails exist.
+pub async fn login(app: &AppState, email: &str, password: &str) -> Result<Session, ApiError> {
+    let now = app.clock.now();
+    let user = app.store.user_by_email(&email.trim().to_lowercase()).await?;
+    if let Some(u) = &user
+        && u.locked_until.is_some_and(|t| t > now)
+    {
+        return Err(ApiError::new(
+            StatusCode::LOCKED,
+            "account_locked",
+            format!("too many failed logins; try again after {LOCKOUT_MINUTES} minutes"),
+        ));
+    }
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(dummy_hash);
+    let pw = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &pw))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(user) = user else {
+        return Err(invalid());
+    };
+    if !ok {
+        app.store
+            .record_login_failure(&user.id, LOCKOUT_THRESHOLD, now + Duration::minutes(LOCKOUT_MINUTES))
+            .await?;
+        return Err(invalid());
+    }
+    if user.status != "active" {
+        return Err(invalid());
+    }
+    app.store.record_login_success(&user.id, now).await?;
+    let family = uuid::Uuid::now_v7().simple().to_string();
+    issue_session(app, &user, family).await
+}
+
+/// A fixed argon2id hash of a random password, verified when the email is unknown.
+fn dummy_hash() -> String {
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3eN1r9o0+Lq5n6mCwz0Yb7GkZ0Hq1p5q7S0aW8xV2dE".into()
+}
+
+/// A refresh token → a new session; the old token is spent. A spent token presented again
+/// revokes its whole family.
+pub async fn refresh(app: &AppState, token: &str) -> Result<Session, ApiError> {
+    let now = app.clock.now();
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+            "the refresh token is not valid",
+        )
+    };
+    let hash = app.auth.hash(token);
+    let stored = app.store.refresh_token(&hash).await?.ok_or_else(refused)?;
+    if stored.revoked_at.is_some() || stored.expires_at <= now {
+        return Err(refused());
+    }
+    if !app.store.use_refresh_token(&hash, now).await? {
+        // Used before: a copy is in someone else's hands. End that login everywhere.
+        app.store.revoke_refresh_family(&stored.family, now).await?;
+        tracing::warn!(user = %stored.user_id, "refresh token reused; its login was revoked");
+        return Err(refused());
+    }
+    let user = app
+        .store
+        .user(&stored.user_id)
+        .await?
+        .filter(|u| u.status == "active")
+        .ok_or_else(refused)?;
+    issue_session(app, &user, stored.family).await
+}
+
+/// Ends the login a refresh token belongs to.
+pub async fn logout(app: &AppState, token: &str) -> Result<(), ApiError> {
+    if let Some(stored) = app.store.refresh_token(&app.auth.hash(token)).await? {
+        app.store.revoke_refresh_family(&stored.family, app.clock.now()).await?;
+    }
+    Ok(())
+}
+
+/// Demo helper: a random password that meets the policy.
+pub fn random_password() -> String {
+    const ALNUM: &[u8; 54] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ234567";
+    let mut rng = rand::rng();
+    let mut s: String = (0..14)
+        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
+        .collect();
+    s.push_str(&format!("{}", rng.random_range(10..99)));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unknown_email_hash_is_a_real_argon2id_hash_so_it_costs_the_same() {
+        let parsed = PasswordHash::new(&dummy_hash()).map(|h| h.algorithm.as_str().to_owned());
+        assert_eq!(parsed.ok().as_deref(), Some("argon2id"));
+    }
+
+    #[test]
+    fn a_hash_verifies_its_password_only() {
+        let h = hash_password("correct horse 42").unwrap_or_default();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_password(&h, "correct horse 42"));
+        assert!(!verify_password(&h, "correct horse 43"));
+        assert!(random_password().len() >= 12);
+        assert!(check_password_policy(&random_password()).is_ok());
+    }
+}

@@ -1,0 +1,370 @@
+//! Users: login, lockout, access tokens (and every way to forge one), refresh rotation, and the
+//! route table × every role.
+
+use jinliu_domain::{MerchantId, Permission, Role};
+use jinliu_server::http::routes::{Access, table};
+use serde_json::{Value, json};
+
+use crate::{Answer, MASTER_KEY, TestApp, spawn_app};
+
+const PASSWORD: &str = "correct horse 42 battery";
+
+async fn user(app: &TestApp, email: &str, role: Role, merchant: Option<MerchantId>) {
+    jinliu_server::users::create_user(&app.store, email, PASSWORD, role, merchant, chrono::Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("user: {e}"));
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> Answer {
+    app.send(
+        app.anon
+            .post(format!("{}/api/auth/login", app.base))
+            .json(&json!({ "email": email, "password": password })),
+    )
+    .await
+}
+
+async fn get_with(app: &TestApp, path: &str, token: &str, merchant: Option<&str>) -> Answer {
+    let mut req = app
+        .anon
+        .get(format!("{}{path}", app.base))
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(m) = merchant {
+        req = req.header("jinliu-merchant", m);
+    }
+    app.send(req).await
+}
+
+fn token_of(a: &Answer) -> String {
+    a.data()["accessToken"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_merchant_admin_logs_in_and_uses_the_merchant_api_with_the_access_token() {
+    let app = spawn_app().await;
+    let merchant = app.state.config.merchant_id.clone();
+    user(&app, "Owner@Shop.example", Role::MerchantAdmin, Some(merchant.clone())).await;
+    let a = login(&app, "owner@shop.example", PASSWORD).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.data()["tokenType"], "Bearer");
+    assert_eq!(a.data()["expiresIn"], 86_400, "seed 004's 24h default");
+    assert_eq!(a.data()["user"]["role"], "merchant_admin");
+    assert!(!a.text.contains("argon2"), "no password hash in the answer");
+    let token = token_of(&a);
+    let profile = get_with(&app, "/api/auth/profile", &token, None).await;
+    assert_eq!(profile.data()["email"], "owner@shop.example");
+    let profile = get_with(&app, "/auth/profile", &token, None).await;
+    assert_eq!(profile.status, 200, "seed 000's root path");
+    let orders = get_with(&app, "/api/orders", &token, None).await;
+    assert_eq!(orders.status, 200, "{:?}", orders.body);
+    let other = MerchantId::generate();
+    let refused = get_with(&app, "/api/orders", &token, Some(other.as_str())).await;
+    assert_eq!(refused.status, 401, "a merchant user cannot act for another merchant");
+    // An API key is not a user session.
+    let a = get_with(&app, "/api/auth/profile", &app.secret_key, None).await;
+    assert_eq!((a.status, a.code()), (401, "invalid_credentials"));
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_lock_the_account_and_unknown_emails_look_the_same() {
+    let app = spawn_app().await;
+    user(
+        &app,
+        "finance@shop.example",
+        Role::Finance,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let unknown = login(&app, "nobody@shop.example", PASSWORD).await;
+    let wrong = login(&app, "finance@shop.example", "wrong password 1").await;
+    assert_eq!((unknown.status, unknown.code()), (wrong.status, wrong.code()));
+    assert_eq!(wrong.code(), "invalid_credentials");
+    for _ in 1..10 {
+        assert_eq!(
+            login(&app, "finance@shop.example", "wrong password 1").await.status,
+            401
+        );
+    }
+    let locked = login(&app, "finance@shop.example", PASSWORD).await;
+    assert_eq!(
+        (locked.status, locked.code()),
+        (423, "account_locked"),
+        "{:?}",
+        locked.body
+    );
+}
+
+fn forge(claims: Value, kid: Option<&str>, alg: jsonwebtoken::Algorithm, key: &[u8]) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(key)).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn forged_expired_or_mis_addressed_access_tokens_are_all_refused() {
+    let app = spawn_app().await;
+    user(
+        &app,
+        "viewer@shop.example",
+        Role::Viewer,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let good = token_of(&login(&app, "viewer@shop.example", PASSWORD).await);
+    let sub = get_with(&app, "/api/auth/profile", &good, None).await.data()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let key = jinliu_server::secrets::MasterKey::from_hex(MASTER_KEY)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .derive("jinliu jwt hs256 k1");
+    let now = chrono::Utc::now().timestamp();
+    let claims = |iss: &str, aud: &str, exp: Value, nbf: i64| json!({ "iss": iss, "aud": aud, "sub": sub, "exp": exp, "nbf": nbf, "iat": now });
+    let hs = jsonwebtoken::Algorithm::HS256;
+    // The right key, so only the checked property is wrong.
+    let sanity = forge(
+        claims("jinliu", "jinliu-api", json!(now + 600), now),
+        Some("k1"),
+        hs,
+        &key,
+    );
+    assert_eq!(
+        get_with(&app, "/api/orders", &sanity, None).await.status,
+        200,
+        "the forger's baseline works"
+    );
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut payload: Value =
+            serde_json::from_slice(&engine.decode(parts[1]).unwrap_or_default()).unwrap_or_default();
+        payload["sub"] = json!("usr_00000000000000000000000000000000");
+        format!("{}.{}.{}", parts[0], engine.encode(payload.to_string()), parts[2])
+    };
+    let alg_none = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            engine.encode(r#"{"alg":"none","typ":"JWT","kid":"k1"}"#),
+            engine.encode(claims("jinliu", "jinliu-api", json!(now + 600), now).to_string())
+        )
+    };
+    let cases = [
+        ("alg none", alg_none),
+        (
+            "HS384",
+            forge(
+                claims("jinliu", "jinliu-api", json!(now + 600), now),
+                Some("k1"),
+                jsonwebtoken::Algorithm::HS384,
+                &key,
+            ),
+        ),
+        (
+            "another key",
+            forge(
+                claims("jinliu", "jinliu-api", json!(now + 600), now),
+                Some("k1"),
+                hs,
+                b"not the key",
+            ),
+        ),
+        (
+            "unknown kid",
+            forge(
+                claims("jinliu", "jinliu-api", json!(now + 600), now),
+                Some("k9"),
+                hs,
+                &key,
+            ),
+        ),
+        (
+            "no kid",
+            forge(claims("jinliu", "jinliu-api", json!(now + 600), now), None, hs, &key),
+        ),
+        (
+            "wrong issuer",
+            forge(
+                claims("evil", "jinliu-api", json!(now + 600), now),
+                Some("k1"),
+                hs,
+                &key,
+            ),
+        ),
+        (
+            "wrong audience",
+            forge(claims("jinliu", "other", json!(now + 600), now), Some("k1"), hs, &key),
+        ),
+        (
+            "expired",
+            forge(
+                claims("jinliu", "jinliu-api", json!(now - 120), now - 600),
+                Some("k1"),
+                hs,
+                &key,
+            ),
+        ),
+        (
+            "not yet valid",
+            forge(
+                claims("jinliu", "jinliu-api", json!(now + 600), now + 300),
+                Some("k1"),
+                hs,
+                &key,
+            ),
+        ),
+        (
+            "string exp",
+            forge(
+                claims("jinliu", "jinliu-api", json!((now + 600).to_string()), now),
+                Some("k1"),
+                hs,
+                &key,
+            ),
+        ),
+        ("tampered payload", tampered),
+        ("garbage", "a.b.c".to_owned()),
+    ];
+    for (what, token) in cases {
+        let a = get_with(&app, "/api/orders", &token, None).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (401, "invalid_credentials"),
+            "{what}: {:?}",
+            a.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotates_and_a_reused_one_revokes_its_login() {
+    let app = spawn_app().await;
+    user(
+        &app,
+        "support@shop.example",
+        Role::Support,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let first = login(&app, "support@shop.example", PASSWORD).await;
+    let r1 = first.data()["refreshToken"].as_str().unwrap_or_default().to_owned();
+    let refresh = |t: String| {
+        app.send(
+            app.anon
+                .post(format!("{}/api/auth/refresh", app.base))
+                .json(&json!({ "refreshToken": t })),
+        )
+    };
+    let second = refresh(r1.clone()).await;
+    assert_eq!(second.status, 200, "{:?}", second.body);
+    let r2 = second.data()["refreshToken"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(r1, r2);
+    let replay = refresh(r1).await;
+    assert_eq!((replay.status, replay.code()), (401, "invalid_refresh_token"));
+    let after = refresh(r2).await;
+    assert_eq!(
+        after.status, 401,
+        "the reuse revoked the whole login, the newest token too"
+    );
+    // Logout ends a login.
+    let third = login(&app, "support@shop.example", PASSWORD).await;
+    let r3 = third.data()["refreshToken"].as_str().unwrap_or_default().to_owned();
+    let out = app
+        .send(
+            app.anon
+                .post(format!("{}/api/auth/logout", app.base))
+                .json(&json!({ "refreshToken": r3 })),
+        )
+        .await;
+    assert_eq!(out.status, 200);
+    assert_eq!(refresh(r3).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_platform_admin_names_the_merchant_it_acts_on() {
+    let app = spawn_app().await;
+    user(&app, "root@jinliu.example", Role::PlatformAdmin, None).await;
+    let token = token_of(&login(&app, "root@jinliu.example", PASSWORD).await);
+    let a = get_with(&app, "/api/orders", &token, None).await;
+    assert_eq!((a.status, a.code()), (400, "merchant_required"));
+    let merchant = app.state.config.merchant_id.to_string();
+    let a = get_with(&app, "/api/orders", &token, Some(&merchant)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+}
+
+#[tokio::test]
+async fn passwords_that_break_the_policy_are_refused() {
+    let app = spawn_app().await;
+    let m = Some(app.state.config.merchant_id.clone());
+    for bad in ["short1", "onlyletterslong", "123456789012345", "Password1234"] {
+        let r = jinliu_server::users::create_user(
+            &app.store,
+            "x@shop.example",
+            bad,
+            Role::Viewer,
+            m.clone(),
+            chrono::Utc::now(),
+        )
+        .await;
+        assert!(r.is_err(), "{bad} was accepted");
+    }
+    let r = jinliu_server::users::create_user(
+        &app.store,
+        "x@shop.example",
+        PASSWORD,
+        Role::Viewer,
+        None,
+        chrono::Utc::now(),
+    )
+    .await;
+    assert!(r.is_err(), "a merchant role needs a merchant");
+}
+
+#[tokio::test]
+async fn every_merchant_route_allows_exactly_the_roles_holding_its_permission() {
+    let app = spawn_app().await;
+    let merchant = app.state.config.merchant_id.clone();
+    let paid = app.paid("100", "HKD").await;
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        let email = format!("{}@shop.example", role.as_str());
+        let m = role.is_merchant_role().then(|| merchant.clone());
+        user(&app, &email, role, m).await;
+        tokens.push((role, token_of(&login(&app, &email, PASSWORD).await)));
+    }
+    let mut checked = 0;
+    for (route, _) in table() {
+        let Access::Need(needed) = route.access else { continue };
+        let path = format!("/api{}", route.path).replace("{id}", &paid.id());
+        for (role, token) in &tokens {
+            let mut req = match route.method.as_str() {
+                "GET" => app.anon.get(format!("{}{path}", app.base)),
+                _ => app.anon.post(format!("{}{path}", app.base)).json(&json!({})),
+            };
+            req = req
+                .header("authorization", format!("Bearer {token}"))
+                .header("jinliu-merchant", merchant.as_str());
+            let a = app.send(req).await;
+            let allowed = role.permissions().contains(&needed);
+            assert_eq!(
+                a.status != 403,
+                allowed,
+                "{role:?} on {} {}: {:?}",
+                route.method,
+                route.path,
+                a.body
+            );
+            assert_ne!(a.status, 401, "{role:?} is authenticated");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 11 * 5);
+    // The table is the only way in: a permission no role holds does not exist.
+    assert!(
+        Permission::ALL
+            .iter()
+            .all(|p| Role::PlatformAdmin.permissions().contains(p))
+    );
+}

@@ -1,0 +1,190 @@
+//! Users and refresh tokens. Login bookkeeping (failure counts, lockout) is written with
+//! conditional single statements so two nodes counting failures at once never lose one.
+
+use jinliu_domain::{MerchantId, Role, Timestamp, User, UserId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::convert::{ms, time};
+use crate::entity::{refresh_tokens, users};
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError};
+
+fn user_from_row(r: users::Model) -> Result<User, StoreError> {
+    Ok(User {
+        id: UserId::from_trusted(r.id),
+        email: r.email,
+        password_hash: r.password_hash,
+        role: Role::parse(&r.role).ok_or_else(|| StoreError::Corrupt(format!("role {:?}", r.role)))?,
+        merchant_id: r.merchant_id.map(MerchantId::from_trusted),
+        status: r.status,
+        failed_logins: r.failed_logins,
+        locked_until: r.locked_until.map(time).transpose()?,
+        last_login_at: r.last_login_at.map(time).transpose()?,
+        created_at: time(r.created_at)?,
+    })
+}
+
+/// A refresh token as stored (by hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// Keyed hash of the token.
+    pub token_hash: String,
+    /// Whose.
+    pub user_id: UserId,
+    /// The login it descends from; reuse of a rotated token revokes the whole family.
+    pub family: String,
+    /// Expiry.
+    pub expires_at: Timestamp,
+    /// When it was exchanged for a new one.
+    pub used_at: Option<Timestamp>,
+    /// When its family was revoked (logout, reuse).
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Store {
+    /// Adds a user; `Ok(false)` when the email is taken.
+    pub async fn create_user(&self, u: &User) -> Result<bool, StoreError> {
+        let res = users::Entity::insert(users::ActiveModel {
+            id: Set(u.id.to_string()),
+            email: Set(u.email.clone()),
+            password_hash: Set(u.password_hash.clone()),
+            role: Set(u.role.as_str().to_owned()),
+            merchant_id: Set(u.merchant_id.as_ref().map(|m| m.to_string())),
+            status: Set(u.status.clone()),
+            failed_logins: Set(u.failed_logins),
+            locked_until: Set(u.locked_until.map(ms)),
+            last_login_at: Set(u.last_login_at.map(ms)),
+            created_at: Set(ms(u.created_at)),
+        })
+        .exec_without_returning(self.read())
+        .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user with this (lower-case) email.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        users::Entity::find()
+            .filter(users::Column::Email.eq(email))
+            .one(self.read())
+            .await?
+            .map(user_from_row)
+            .transpose()
+    }
+
+    /// One user.
+    pub async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        users::Entity::find_by_id(id.to_string())
+            .one(self.read())
+            .await?
+            .map(user_from_row)
+            .transpose()
+    }
+
+    /// How many users exist.
+    pub async fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(users::Entity::find().count(self.read()).await?)
+    }
+
+    /// Counts a failed login; at `threshold` consecutive failures the account locks until
+    /// `lock_until`. One statement each, so concurrent failures on several nodes all count.
+    pub async fn record_login_failure(
+        &self,
+        id: &UserId,
+        threshold: i64,
+        lock_until: Timestamp,
+    ) -> Result<(), StoreError> {
+        users::Entity::update_many()
+            .col_expr(
+                users::Column::FailedLogins,
+                Expr::col(users::Column::FailedLogins).add(1),
+            )
+            .filter(users::Column::Id.eq(id.as_str()))
+            .exec(self.read())
+            .await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::LockedUntil, Expr::value(ms(lock_until)))
+            .col_expr(users::Column::FailedLogins, Expr::value(0_i64))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .filter(users::Column::FailedLogins.gte(threshold))
+            .exec(self.read())
+            .await?;
+        Ok(())
+    }
+
+    /// A successful login: failures reset, time recorded.
+    pub async fn record_login_success(&self, id: &UserId, now: Timestamp) -> Result<(), StoreError> {
+        users::Entity::update_many()
+            .col_expr(users::Column::FailedLogins, Expr::value(0_i64))
+            .col_expr(users::Column::LockedUntil, Expr::value(Option::<i64>::None))
+            .col_expr(users::Column::LastLoginAt, Expr::value(ms(now)))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .exec(self.read())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a new refresh token.
+    pub async fn insert_refresh_token(&self, t: &RefreshToken, now: Timestamp) -> Result<(), StoreError> {
+        refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
+            token_hash: Set(t.token_hash.clone()),
+            user_id: Set(t.user_id.to_string()),
+            family: Set(t.family.clone()),
+            expires_at: Set(ms(t.expires_at)),
+            used_at: Set(None),
+            revoked_at: Set(None),
+            created_at: Set(ms(now)),
+        })
+        .exec_without_returning(self.read())
+        .await?;
+        Ok(())
+    }
+
+    /// A refresh token by hash.
+    pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+        let Some(r) = refresh_tokens::Entity::find_by_id(token_hash.to_owned())
+            .one(self.read())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RefreshToken {
+            token_hash: r.token_hash,
+            user_id: UserId::from_trusted(r.user_id),
+            family: r.family,
+            expires_at: time(r.expires_at)?,
+            used_at: r.used_at.map(time).transpose()?,
+            revoked_at: r.revoked_at.map(time).transpose()?,
+        }))
+    }
+
+    /// Marks a token used, only if it was not used yet: `false` means someone used it first
+    /// (a replay), and the caller must revoke the family.
+    pub async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(ms(now)))
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+            .filter(refresh_tokens::Column::UsedAt.is_null())
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(self.read())
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Revokes every token of a login (logout, or a rotated token presented again).
+    pub async fn revoke_refresh_family(&self, family: &str, now: Timestamp) -> Result<(), StoreError> {
+        refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(ms(now)))
+            .filter(refresh_tokens::Column::Family.eq(family))
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(self.read())
+            .await?;
+        Ok(())
+    }
+}
