@@ -216,6 +216,23 @@ impl Auth {
         description: Option<String>,
         now: Timestamp,
     ) -> Result<(ApiKey, String), StoreError> {
+        self.issue_key_until(store, merchant, kind, livemode, permissions, description, None, now)
+            .await
+    }
+
+    /// [`issue_key`](Auth::issue_key) with an expiry.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn issue_key_until(
+        &self,
+        store: &Store,
+        merchant: &MerchantId,
+        kind: ApiKeyKind,
+        livemode: bool,
+        permissions: Option<Vec<Permission>>,
+        description: Option<String>,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(ApiKey, String), StoreError> {
         let text = new_api_key(kind, livemode);
         let prefix_len = kind.prefix(livemode).len() + 4;
         let key = ApiKey {
@@ -226,7 +243,7 @@ impl Auth {
             prefix: text[..prefix_len].to_owned(),
             permissions,
             description,
-            expires_at: None,
+            expires_at,
             revoked_at: None,
             created_at: now,
         };

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod keys;
 pub mod notify;
 pub mod openapi;
 pub mod orders;

@@ -13,7 +13,7 @@ use axum::routing::{MethodRouter, get, post};
 use jinliu_domain::Permission;
 
 use super::error::ApiError;
-use super::{auth, notify, orders, payments};
+use super::{auth, keys, notify, orders, payments};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -87,6 +87,27 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(Method::GET, "/auth/profile", User, "The logged-in user"),
             get(auth::profile),
+        ),
+        (
+            spec(Method::POST, "/keys", Need(KeysManage), "Create an API key"),
+            post(keys::create),
+        ),
+        (
+            spec(Method::GET, "/keys", Need(KeysManage), "List API keys"),
+            get(keys::list),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/keys/{id}/roll",
+                Need(KeysManage),
+                "Replace a key, with overlap",
+            ),
+            post(keys::roll),
+        ),
+        (
+            spec(Method::POST, "/keys/{id}/revoke", Need(KeysManage), "Revoke a key now"),
+            post(keys::revoke),
         ),
         (
             spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),

@@ -5,6 +5,7 @@ mod access;
 mod bad_input;
 mod flows;
 mod idempotency;
+mod keys;
 mod providers;
 mod spec;
 mod users;

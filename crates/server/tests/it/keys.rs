@@ -1,0 +1,140 @@
+//! `/api/keys`: create (shown once, stored hashed), list, roll with overlap, revoke; no key can
+//! be made that may do more than its maker; no body can smuggle in a mode or another merchant.
+
+use serde_json::json;
+
+use crate::{Answer, TestApp, spawn_app};
+
+async fn with_key(app: &TestApp, key: &str, method: &str, path: &str, body: serde_json::Value) -> Answer {
+    let url = format!("{}{path}", app.base);
+    let req = match method {
+        "GET" => app.anon.get(url),
+        _ => app.anon.post(url).json(&body),
+    };
+    app.send(req.header("authorization", format!("Bearer {key}"))).await
+}
+
+#[tokio::test]
+async fn a_created_key_works_at_once_is_never_listed_with_its_text_and_dies_when_revoked() {
+    let app = spawn_app().await;
+    let made = app
+        .post(
+            "/api/keys",
+            json!({ "permissions": ["orders:read"], "description": "reporting" }),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let secret = made.data()["secret"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("jl_sk_test_"), "test credentials make test keys");
+    assert_eq!(made.data()["permissions"], json!(["orders:read"]));
+    assert_eq!(
+        with_key(&app, &secret, "GET", "/api/orders", json!(null)).await.status,
+        200
+    );
+    let denied = with_key(&app, &secret, "POST", "/api/orders", json!({ "amount": 1 })).await;
+    assert_eq!((denied.status, denied.code()), (403, "permission_denied"));
+    let list = app.get("/api/keys").await;
+    assert!(!list.text.contains(&secret), "a key's text is shown once");
+    assert!(
+        list.text
+            .contains(&made.data()["prefix"].as_str().unwrap_or("?").to_owned())
+    );
+    let id = made.id();
+    let revoked = app.post(&format!("/api/keys/{id}/revoke"), json!({})).await;
+    assert_eq!(revoked.status, 200, "{:?}", revoked.body);
+    let a = with_key(&app, &secret, "GET", "/api/orders", json!(null)).await;
+    assert_eq!((a.status, a.code()), (401, "invalid_credentials"));
+    let again = app.post(&format!("/api/keys/{id}/revoke"), json!({})).await;
+    assert_eq!((again.status, again.code()), (409, "key_revoked"));
+}
+
+#[tokio::test]
+async fn a_rolled_key_overlaps_with_its_successor_or_stops_at_once() {
+    let app = spawn_app().await;
+    let made = app.post("/api/keys", json!({})).await;
+    let old = made.data()["secret"].as_str().unwrap_or_default().to_owned();
+    let rolled = app
+        .post(&format!("/api/keys/{}/roll", made.id()), json!({ "overlapHours": 24 }))
+        .await;
+    assert_eq!(rolled.status, 201, "{:?}", rolled.body);
+    let new = rolled.data()["secret"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(old, new);
+    assert_eq!(
+        with_key(&app, &old, "GET", "/api/orders", json!(null)).await.status,
+        200,
+        "overlap"
+    );
+    assert_eq!(
+        with_key(&app, &new, "GET", "/api/orders", json!(null)).await.status,
+        200
+    );
+    let rolled_now = app
+        .post(&format!("/api/keys/{}/roll", rolled.id()), json!({ "overlapHours": 0 }))
+        .await;
+    assert_eq!(rolled_now.status, 201);
+    assert_eq!(
+        with_key(&app, &new, "GET", "/api/orders", json!(null)).await.status,
+        401,
+        "no overlap"
+    );
+}
+
+#[tokio::test]
+async fn a_restricted_key_cannot_mint_a_more_powerful_one() {
+    let app = spawn_app().await;
+    let limited = app
+        .post("/api/keys", json!({ "permissions": ["keys:manage", "orders:read"] }))
+        .await;
+    let limited = limited.data()["secret"].as_str().unwrap_or_default().to_owned();
+    let escalate = with_key(
+        &app,
+        &limited,
+        "POST",
+        "/api/keys",
+        json!({ "permissions": ["refunds:write"] }),
+    )
+    .await;
+    assert_eq!(
+        (escalate.status, escalate.code()),
+        (403, "permission_denied"),
+        "{:?}",
+        escalate.body
+    );
+    let platform = with_key(
+        &app,
+        &limited,
+        "POST",
+        "/api/keys",
+        json!({ "permissions": ["payouts:approve"] }),
+    )
+    .await;
+    assert_eq!((platform.status, platform.code()), (422, "invalid_permission"));
+    // With no list, the new key gets the maker's own permissions, not everything.
+    let same = with_key(&app, &limited, "POST", "/api/keys", json!({})).await;
+    assert_eq!(same.status, 201, "{:?}", same.body);
+    let mut perms: Vec<String> = serde_json::from_value(same.data()["permissions"].clone()).unwrap_or_default();
+    perms.sort();
+    assert_eq!(perms, ["keys:manage", "orders:read"]);
+}
+
+#[tokio::test]
+async fn bodies_cannot_choose_the_mode_the_merchant_or_a_role() {
+    let app = spawn_app().await;
+    let before = app.counts().await;
+    for body in [
+        json!({ "livemode": true }),
+        json!({ "merchantId": "mer_0000000000000000000000000000000f" }),
+        json!({ "role": "platform_admin" }),
+    ] {
+        let a = app.post("/api/keys", body.clone()).await;
+        assert_eq!((a.status, a.code()), (400, "invalid_request"), "{body}: {:?}", a.body);
+    }
+    for body in [
+        json!({ "amount": 10, "currency": "HKD", "merchantId": "mer_0000000000000000000000000000000f" }),
+        json!({ "amount": 10, "currency": "HKD", "livemode": true }),
+    ] {
+        let a = app.post("/api/orders", body.clone()).await;
+        assert_eq!((a.status, a.code()), (400, "invalid_request"), "{body}: {:?}", a.body);
+    }
+    assert_eq!(app.counts().await, before);
+}
