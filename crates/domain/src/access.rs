@@ -324,6 +324,14 @@ pub struct User {
     pub last_login_at: Option<crate::Timestamp>,
     /// Created.
     pub created_at: crate::Timestamp,
+    /// The TOTP secret, sealed (AES-256-GCM) by the server; set while enrolling and after.
+    pub totp_secret: Option<String>,
+    /// Whether logins need a TOTP code.
+    pub totp_enabled: bool,
+    /// The last TOTP step used, so each code works once.
+    pub totp_last_step: i64,
+    /// Keyed hashes of the unused recovery codes, comma-separated.
+    pub recovery_codes: Option<String>,
 }
 
 /// Why a password is refused (OWASP ASVS 2.1: length, no composition games beyond letters and

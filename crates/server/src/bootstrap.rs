@@ -45,26 +45,27 @@ pub async fn first_run(app: &AppState) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let create = |email: &str, role, merchant| {
         let password = crate::users::random_password();
-        let store = app.store.clone();
+        let (store, sealer) = (app.store.clone(), app.sealer.clone());
         let email = email.to_owned();
         async move {
-            crate::users::create_user(&store, &email, &password, role, merchant, now)
+            crate::users::create_user(&store, &sealer, &email, &password, role, merchant, now)
                 .await
-                .map(|_| (email, password))
+                .map(|(_, totp)| (email, password, totp))
                 .map_err(|e| e.to_string())
         }
     };
-    let (admin_email, admin_password) = create("admin@jinliu.local", jinliu_domain::Role::PlatformAdmin, None).await?;
-    let (owner_email, owner_password) = create(
+    let (admin_email, admin_password, admin_totp) =
+        create("admin@jinliu.local", jinliu_domain::Role::PlatformAdmin, None).await?;
+    let (owner_email, owner_password, _) = create(
         "merchant@jinliu.local",
         jinliu_domain::Role::MerchantAdmin,
         Some(merchant.id.clone()),
     )
     .await?;
-    // `totpSecret` stays null until TOTP enrolment is built.
+    // The platform admin's TOTP secret: add it to an authenticator app (or compute codes from it).
     let creds = json!({
         "merchantId": merchant.id,
-        "platformAdmin": { "email": admin_email, "password": admin_password, "totpSecret": null },
+        "platformAdmin": { "email": admin_email, "password": admin_password, "totpSecret": admin_totp },
         "merchantAdmin": { "email": owner_email, "password": owner_password },
         "secretKey": secret,
         "publishableKey": publishable,
@@ -73,8 +74,9 @@ pub async fn first_run(app: &AppState) -> Result<(), String> {
     write_private(&path, &serde_json::to_vec_pretty(&creds).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!(
-        "first run: created demo merchant {} (test mode)\n  secret key:      {secret}\n  publishable key: {publishable}\n  platform admin:  {admin_email} / {admin_password}\n  merchant admin:  {owner_email} / {owner_password}\n  (also in {}; shown once)",
+        "first run: created demo merchant {} (test mode)\n  secret key:      {secret}\n  publishable key: {publishable}\n  platform admin:  {admin_email} / {admin_password} (TOTP secret {})\n  merchant admin:  {owner_email} / {owner_password}\n  (also in {}; shown once)",
         merchant.id,
+        admin_totp.as_deref().unwrap_or("-"),
         path.display()
     );
     Ok(())

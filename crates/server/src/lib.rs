@@ -12,6 +12,7 @@ pub mod service;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod totp;
 pub mod users;
 
 use std::collections::HashSet;
@@ -85,6 +86,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
     let auth = auth::Auth::new(&master);
     Ok(AppState {
         auth: Arc::new(auth),
+        sealer: Arc::new(secrets::Sealer::new(&master)),
         store,
         providers: Arc::new(providers),
         config: Arc::new(config),

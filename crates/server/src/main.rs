@@ -165,7 +165,17 @@ enum UserCmd {
 }
 
 /// Opens the store (migrated) and the key hasher, for the admin commands.
-async fn admin(overrides: &Overrides, db: DbArgs) -> Result<(jinliu_store::Store, jinliu_server::auth::Auth), String> {
+async fn admin(
+    overrides: &Overrides,
+    db: DbArgs,
+) -> Result<
+    (
+        jinliu_store::Store,
+        jinliu_server::auth::Auth,
+        jinliu_server::secrets::Sealer,
+    ),
+    String,
+> {
     let overrides = Overrides {
         data_dir: db.data_dir,
         database_url: db.database_url,
@@ -175,7 +185,11 @@ async fn admin(overrides: &Overrides, db: DbArgs) -> Result<(jinliu_store::Store
     let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let (master, _) = jinliu_server::secrets::MasterKey::load(&config).map_err(|e| e.to_string())?;
-    Ok((store, jinliu_server::auth::Auth::new(&master)))
+    Ok((
+        store,
+        jinliu_server::auth::Auth::new(&master),
+        jinliu_server::secrets::Sealer::new(&master),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -272,7 +286,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             db,
         }) => {
-            let (store, _) = admin(&overrides, db).await?;
+            let (store, _, _) = admin(&overrides, db).await?;
             let now = chrono::Utc::now();
             let m = jinliu_domain::Merchant {
                 id: jinliu_domain::MerchantId::generate(),
@@ -307,7 +321,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             db,
         }) => {
-            let (store, auth) = admin(&overrides, db).await?;
+            let (store, auth, _) = admin(&overrides, db).await?;
             let merchant = jinliu_domain::MerchantId::parse(&merchant).ok_or("--merchant must be a mer_ id")?;
             store
                 .merchant(&merchant)
@@ -370,7 +384,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             db,
         }) => {
-            let (store, _) = admin(&overrides, db).await?;
+            let (store, _, sealer) = admin(&overrides, db).await?;
             let role = jinliu_domain::Role::parse(&role).ok_or_else(|| format!("--role: unknown role {role:?}"))?;
             let merchant = merchant
                 .map(|m| jinliu_domain::MerchantId::parse(&m).ok_or("--merchant must be a mer_ id"))
@@ -382,18 +396,31 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("no merchant {m}"))?;
             }
-            let user = jinliu_server::users::create_user(&store, &email, &password, role, merchant, chrono::Utc::now())
-                .await
-                .map_err(|e| e.to_string())?;
+            let (user, totp) = jinliu_server::users::create_user(
+                &store,
+                &sealer,
+                &email,
+                &password,
+                role,
+                merchant,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             if json {
-                println!("{}", jinliu_server::users::user_view(&user));
+                let mut v = jinliu_server::users::user_view(&user);
+                v["totpSecret"] = serde_json::json!(totp);
+                println!("{v}");
             } else {
                 println!("created {} {} ({})", user.role.as_str(), user.email, user.id);
+                if let Some(t) = totp {
+                    println!("TOTP secret (add it to an authenticator app; shown once): {t}");
+                }
             }
             Ok(())
         }
         Command::Key(KeyCmd::Revoke { merchant, key, db }) => {
-            let (store, _) = admin(&overrides, db).await?;
+            let (store, _, _) = admin(&overrides, db).await?;
             let merchant = jinliu_domain::MerchantId::parse(&merchant).ok_or("--merchant must be a mer_ id")?;
             let key = jinliu_domain::ApiKeyId::parse(&key).ok_or("--key must be a key_ id")?;
             if store

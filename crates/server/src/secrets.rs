@@ -104,9 +104,112 @@ fn load_or_create(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
     Ok((MasterKey(bytes), true))
 }
 
+/// Encrypts secrets for storage with AES-256-GCM under a key derived from the master key: a
+/// random 96-bit nonce per value, and associated data that binds each value to its row (a
+/// ciphertext copied into another row fails to decrypt). Stored as
+/// `v1.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>`, so a later key can be told apart.
+pub struct Sealer {
+    cipher: aes_gcm::Aes256Gcm,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(***)")
+    }
+}
+
+/// The id of the sealing key in stored values.
+const SEAL_KID: &str = "k1";
+
+impl Sealer {
+    /// The sealer of `master`.
+    pub fn new(master: &MasterKey) -> Sealer {
+        use aes_gcm::KeyInit;
+        let key = master.derive("jinliu secrets aes-256-gcm k1");
+        Sealer {
+            cipher: aes_gcm::Aes256Gcm::new(&key.into()),
+        }
+    }
+
+    /// Encrypts `plain`, bound to `aad` (e.g. `users.totp_secret:usr_…`).
+    pub fn seal(&self, plain: &[u8], aad: &str) -> String {
+        use aes_gcm::aead::{Aead, Payload};
+        let nonce: [u8; 12] = rand::random();
+        // Encryption fails only for plaintexts beyond 64 GiB.
+        let ct = self
+            .cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plain,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("v1.{SEAL_KID}.{}", data_encoding::BASE64.encode(&out))
+    }
+
+    /// Decrypts a sealed value; `None` when it was tampered with, moved to another row, or
+    /// sealed under another key.
+    pub fn open(&self, sealed: &str, aad: &str) -> Option<Vec<u8>> {
+        use aes_gcm::aead::{Aead, Payload};
+        let rest = sealed.strip_prefix("v1.")?.strip_prefix(SEAL_KID)?.strip_prefix('.')?;
+        let bytes = data_encoding::BASE64.decode(rest.as_bytes()).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, ct) = bytes.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        self.cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_value_opens_only_in_its_own_row_and_under_its_own_key() {
+        let master = MasterKey::from_hex(&"ab".repeat(32)).unwrap_or_else(|e| panic!("{e}"));
+        let s = Sealer::new(&master);
+        let sealed = s.seal(b"JBSWY3DPEHPK3PXP", "users.totp_secret:usr_a");
+        assert!(sealed.starts_with("v1.k1."));
+        assert!(!sealed.contains("JBSWY3DP"));
+        assert_eq!(
+            s.open(&sealed, "users.totp_secret:usr_a").as_deref(),
+            Some(&b"JBSWY3DPEHPK3PXP"[..])
+        );
+        assert_eq!(
+            s.open(&sealed, "users.totp_secret:usr_b"),
+            None,
+            "copied to another row"
+        );
+        assert_ne!(
+            sealed,
+            s.seal(b"JBSWY3DPEHPK3PXP", "users.totp_secret:usr_a"),
+            "fresh nonce each time"
+        );
+        let other = Sealer::new(&MasterKey::from_hex(&"cd".repeat(32)).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            other.open(&sealed, "users.totp_secret:usr_a"),
+            None,
+            "another master key"
+        );
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(s.open(&tampered, "users.totp_secret:usr_a"), None);
+    }
 
     #[test]
     fn a_generated_key_file_is_private_and_read_back_the_same() {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
     /// API-key verification.
     pub auth: Arc<crate::auth::Auth>,
+    /// Encryption of secrets at rest.
+    pub sealer: Arc<crate::secrets::Sealer>,
     /// This process's name in work leases (status sync), unique per start.
     pub node_id: String,
     /// The Prometheus exporter's handle, when `serve` installed it (`GET /metrics`).

@@ -15,6 +15,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::http::error::ApiError;
+use crate::secrets::Sealer;
 use crate::state::AppState;
 
 /// Consecutive failures that lock an account.
@@ -59,15 +60,17 @@ pub enum NewUserError {
     Internal(String),
 }
 
-/// Creates a user after checking the password policy.
+/// Creates a user after checking the password policy. A platform admin is enrolled in TOTP at
+/// once (MFA is required for them); its secret is returned, to be shown once.
 pub async fn create_user(
     store: &Store,
+    sealer: &Sealer,
     email: &str,
     password: &str,
     role: Role,
     merchant: Option<MerchantId>,
     now: Timestamp,
-) -> Result<User, NewUserError> {
+) -> Result<(User, Option<String>), NewUserError> {
     let email = email.trim().to_lowercase();
     if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
         return Err(NewUserError::Email);
@@ -87,8 +90,14 @@ pub async fn create_user(
         .await
         .map_err(|e| NewUserError::Internal(e.to_string()))?
         .map_err(NewUserError::Internal)?;
+    let id = UserId::generate();
+    let totp = (role == Role::PlatformAdmin).then(crate::totp::new_secret);
     let user = User {
-        id: UserId::generate(),
+        totp_secret: totp.as_ref().map(|s| sealer.seal(s.as_bytes(), &totp_aad(&id))),
+        totp_enabled: totp.is_some(),
+        totp_last_step: 0,
+        recovery_codes: None,
+        id,
         email,
         password_hash,
         role,
@@ -104,7 +113,7 @@ pub async fn create_user(
         .await
         .map_err(|e| NewUserError::Internal(e.to_string()))?
     {
-        Ok(user)
+        Ok((user, totp))
     } else {
         Err(NewUserError::Taken)
     }
@@ -180,7 +189,7 @@ fn new_refresh_token() -> String {
 
 /// Email + password → a session. Wrong passwords count towards a lockout; an unknown email
 /// costs the same argon2 work as a known one, so timing does not reveal which emails exist.
-pub async fn login(app: &AppState, email: &str, password: &str) -> Result<Session, ApiError> {
+pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&str>) -> Result<Session, ApiError> {
     let now = app.clock.now();
     let user = app.store.user_by_email(&email.trim().to_lowercase()).await?;
     if let Some(u) = &user
@@ -212,9 +221,121 @@ pub async fn login(app: &AppState, email: &str, password: &str) -> Result<Sessio
     if user.status != "active" {
         return Err(invalid());
     }
+    if user.totp_enabled || user.role == Role::PlatformAdmin {
+        let Some(code) = totp.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "this account needs a TOTP code (or a recovery code) in `totp`",
+            ));
+        };
+        if !second_factor(app, &user, code).await? {
+            app.store
+                .record_login_failure(&user.id, LOCKOUT_THRESHOLD, now + Duration::minutes(LOCKOUT_MINUTES))
+                .await?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_mfa_code",
+                "the TOTP or recovery code is wrong or already used",
+            ));
+        }
+    }
     app.store.record_login_success(&user.id, now).await?;
     let family = uuid::Uuid::now_v7().simple().to_string();
     issue_session(app, &user, family).await
+}
+
+fn totp_aad(id: &UserId) -> String {
+    format!("users.totp_secret:{id}")
+}
+
+/// Checks a TOTP code (each step once) or spends a recovery code.
+async fn second_factor(app: &AppState, user: &User, code: &str) -> Result<bool, ApiError> {
+    let secret = user
+        .totp_secret
+        .as_deref()
+        .filter(|_| user.totp_enabled)
+        .and_then(|sealed| app.sealer.open(sealed, &totp_aad(&user.id)))
+        .and_then(|b| String::from_utf8(b).ok());
+    if let Some(secret) = &secret
+        && let Some(step) = crate::totp::verify(secret, code, app.clock.now().timestamp(), user.totp_last_step)
+    {
+        return Ok(app.store.use_totp_step(&user.id, step).await?);
+    }
+    let Some(stored) = user.recovery_codes.as_deref() else {
+        return Ok(false);
+    };
+    let hash = app.auth.hash(&normalise_recovery(code));
+    let remaining: Vec<&str> = stored.split(',').filter(|h| !h.is_empty() && *h != hash).collect();
+    if remaining.len() == stored.split(',').filter(|h| !h.is_empty()).count() {
+        return Ok(false);
+    }
+    Ok(app
+        .store
+        .swap_recovery_codes(&user.id, stored, &remaining.join(","))
+        .await?)
+}
+
+fn normalise_recovery(code: &str) -> String {
+    code.trim().replace('-', "").to_uppercase()
+}
+
+/// Starts TOTP enrolment for a user without it: a new secret, not yet required. Returns the
+/// secret and its `otpauth://` URI.
+pub async fn mfa_setup(app: &AppState, user: &User) -> Result<(String, String), ApiError> {
+    if user.totp_enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_enabled",
+            "TOTP is already enabled",
+        ));
+    }
+    let secret = crate::totp::new_secret();
+    let sealed = app.sealer.seal(secret.as_bytes(), &totp_aad(&user.id));
+    app.store.set_totp(&user.id, Some(sealed), false, None).await?;
+    let uri = crate::totp::uri(&secret, &user.email);
+    Ok((secret, uri))
+}
+
+/// Confirms enrolment with a first code; TOTP is then required, and ten single-use recovery
+/// codes are returned (shown once; only their keyed hashes are kept).
+pub async fn mfa_confirm(app: &AppState, user: &User, code: &str) -> Result<Vec<String>, ApiError> {
+    if user.totp_enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_enabled",
+            "TOTP is already enabled",
+        ));
+    }
+    let secret = user
+        .totp_secret
+        .as_deref()
+        .and_then(|sealed| app.sealer.open(sealed, &totp_aad(&user.id)))
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "mfa_not_started",
+                "call /api/auth/mfa/setup first",
+            )
+        })?;
+    let Some(step) = crate::totp::verify(&secret, code, app.clock.now().timestamp(), 0) else {
+        return Err(ApiError::unprocessable("invalid_mfa_code", "the TOTP code is wrong"));
+    };
+    let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| app.auth.hash(&normalise_recovery(c))).collect();
+    app.store
+        .set_totp(&user.id, user.totp_secret.clone(), true, Some(hashes.join(",")))
+        .await?;
+    app.store.use_totp_step(&user.id, step).await?;
+    Ok(codes)
+}
+
+fn recovery_code() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut rng = rand::rng();
+    let raw: String = (0..10).map(|_| ALPHABET[rng.random_range(0..32)] as char).collect();
+    format!("{}-{}", &raw[..5], &raw[5..])
 }
 
 /// A fixed argon2id hash of a random password, verified when the email is unknown.

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002ProviderSync),
             Box::new(M0003Accounts),
             Box::new(M0004Users),
+            Box::new(M0005Mfa),
         ]
     }
 
@@ -622,6 +623,50 @@ impl MigrationTrait for M0004Users {
                 .to_owned(),
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// TOTP second factor on users.
+struct M0005Mfa;
+
+impl MigrationName for M0005Mfa {
+    fn name(&self) -> &str {
+        "m0005_mfa"
+    }
+}
+
+#[derive(DeriveIden)]
+enum UsersMfa {
+    #[sea_orm(iden = "users")]
+    Table,
+    TotpSecret,
+    TotpEnabled,
+    TotpLastStep,
+    RecoveryCodes,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Mfa {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite's ALTER TABLE adds one column at a time.
+        for col in [
+            ColumnDef::new(UsersMfa::TotpSecret).text().null().take(),
+            ColumnDef::new(UsersMfa::TotpEnabled)
+                .boolean()
+                .not_null()
+                .default(false)
+                .take(),
+            ColumnDef::new(UsersMfa::TotpLastStep)
+                .big_integer()
+                .not_null()
+                .default(0)
+                .take(),
+            ColumnDef::new(UsersMfa::RecoveryCodes).text().null().take(),
+        ] {
+            m.alter_table(Table::alter().table(UsersMfa::Table).add_column(col).to_owned())
+                .await?;
+        }
         Ok(())
     }
 }

@@ -23,6 +23,10 @@ fn user_from_row(r: users::Model) -> Result<User, StoreError> {
         locked_until: r.locked_until.map(time).transpose()?,
         last_login_at: r.last_login_at.map(time).transpose()?,
         created_at: time(r.created_at)?,
+        totp_secret: r.totp_secret,
+        totp_enabled: r.totp_enabled,
+        totp_last_step: r.totp_last_step,
+        recovery_codes: r.recovery_codes,
     })
 }
 
@@ -57,6 +61,10 @@ impl Store {
             locked_until: Set(u.locked_until.map(ms)),
             last_login_at: Set(u.last_login_at.map(ms)),
             created_at: Set(ms(u.created_at)),
+            totp_secret: Set(u.totp_secret.clone()),
+            totp_enabled: Set(u.totp_enabled),
+            totp_last_step: Set(u.totp_last_step),
+            recovery_codes: Set(u.recovery_codes.clone()),
         })
         .exec_without_returning(self.read())
         .await;
@@ -127,6 +135,51 @@ impl Store {
             .exec(self.read())
             .await?;
         Ok(())
+    }
+
+    /// Sets a user's TOTP state: the sealed secret, whether it is required, and the recovery
+    /// code hashes.
+    pub async fn set_totp(
+        &self,
+        id: &UserId,
+        sealed_secret: Option<String>,
+        enabled: bool,
+        recovery_codes: Option<String>,
+    ) -> Result<(), StoreError> {
+        users::Entity::update_many()
+            .col_expr(users::Column::TotpSecret, Expr::value(sealed_secret))
+            .col_expr(users::Column::TotpEnabled, Expr::value(enabled))
+            .col_expr(users::Column::RecoveryCodes, Expr::value(recovery_codes))
+            .col_expr(users::Column::TotpLastStep, Expr::value(0_i64))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .exec(self.read())
+            .await?;
+        Ok(())
+    }
+
+    /// Spends a TOTP step: `false` when this step (or a later one) was already used, on any node.
+    pub async fn use_totp_step(&self, id: &UserId, step: i64) -> Result<bool, StoreError> {
+        Ok(users::Entity::update_many()
+            .col_expr(users::Column::TotpLastStep, Expr::value(step))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .filter(users::Column::TotpLastStep.lt(step))
+            .exec(self.read())
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Replaces the recovery codes only if they are still `expected` (a code spent twice at once
+    /// works once).
+    pub async fn swap_recovery_codes(&self, id: &UserId, expected: &str, remaining: &str) -> Result<bool, StoreError> {
+        Ok(users::Entity::update_many()
+            .col_expr(users::Column::RecoveryCodes, Expr::value(remaining))
+            .filter(users::Column::Id.eq(id.as_str()))
+            .filter(users::Column::RecoveryCodes.eq(expected))
+            .exec(self.read())
+            .await?
+            .rows_affected
+            == 1)
     }
 
     /// Stores a new refresh token.

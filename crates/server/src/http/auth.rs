@@ -26,7 +26,7 @@ pub struct LoginBody {
     pub email: String,
     /// Password.
     pub password: String,
-    /// TOTP code (MFA is not built yet; accepted and ignored).
+    /// TOTP code or recovery code: required for platform admins and users who enabled TOTP.
     #[serde(default)]
     pub totp: Option<String>,
 }
@@ -61,7 +61,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LoggedIn {
         (status = 401, description = "Wrong email or password"), (status = 423, description = "Locked after 10 failures (30 min)")))]
 pub async fn login(State(app): State<AppState>, body: ApiJson<LoginBody>) -> Result<Response, ApiError> {
     let b = body.value;
-    let session = users::login(&app, &b.email, &b.password).await?;
+    let session = users::login(&app, &b.email, &b.password, b.totp.as_deref()).await?;
     Ok(respond(ok(200, session, Some("登入成功"))))
 }
 
@@ -86,4 +86,40 @@ pub async fn logout(State(app): State<AppState>, body: ApiJson<RefreshBody>) -> 
     responses((status = 200, description = "The user"), (status = 401, description = "No or invalid access token")))]
 pub async fn profile(LoggedIn(session): LoggedIn) -> Result<Response, ApiError> {
     Ok(respond(ok(200, users::user_view(&session.user), None)))
+}
+
+/// `POST /api/auth/mfa/confirm`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaConfirmBody {
+    /// The current code from the authenticator app.
+    pub code: String,
+}
+
+/// Start TOTP enrolment: a new secret and its otpauth URI (not yet required).
+#[utoipa::path(post, path = "/api/auth/mfa/setup", tag = "auth",
+    responses((status = 200, description = "{ secret, otpauthUri }"), (status = 409, description = "Already enabled")))]
+pub async fn mfa_setup(State(app): State<AppState>, LoggedIn(session): LoggedIn) -> Result<Response, ApiError> {
+    let (secret, uri) = users::mfa_setup(&app, &session.user).await?;
+    Ok(respond(ok(
+        200,
+        serde_json::json!({ "secret": secret, "otpauthUri": uri }),
+        None,
+    )))
+}
+
+/// Confirm enrolment with a first code: TOTP becomes required; ten recovery codes, shown once.
+#[utoipa::path(post, path = "/api/auth/mfa/confirm", tag = "auth", request_body = MfaConfirmBody,
+    responses((status = 200, description = "{ recoveryCodes }"), (status = 422, description = "Wrong code")))]
+pub async fn mfa_confirm(
+    State(app): State<AppState>,
+    LoggedIn(session): LoggedIn,
+    body: ApiJson<MfaConfirmBody>,
+) -> Result<Response, ApiError> {
+    let codes = users::mfa_confirm(&app, &session.user, &body.value.code).await?;
+    Ok(respond(ok(
+        200,
+        serde_json::json!({ "recoveryCodes": codes }),
+        Some("TOTP enabled"),
+    )))
 }

@@ -19,7 +19,7 @@ use super::dto::{
         license(name = "MIT")
     ),
     paths(
-        super::auth::login, super::auth::refresh, super::auth::logout, super::auth::profile,
+        super::auth::login, super::auth::refresh, super::auth::logout, super::auth::profile, super::auth::mfa_setup, super::auth::mfa_confirm,
         super::keys::create, super::keys::list, super::keys::roll, super::keys::revoke,
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
@@ -28,7 +28,7 @@ use super::dto::{
         super::health::health, super::health::ready,
     ),
     components(schemas(
-        super::auth::LoginBody, super::auth::RefreshBody,
+        super::auth::LoginBody, super::auth::RefreshBody, super::auth::MfaConfirmBody,
         super::keys::CreateKeyBody, super::keys::RollKeyBody, super::keys::KeyDto,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,

@@ -89,6 +89,19 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(auth::profile),
         ),
         (
+            spec(Method::POST, "/auth/mfa/setup", User, "Start TOTP enrolment"),
+            post(auth::mfa_setup),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/auth/mfa/confirm",
+                User,
+                "Confirm TOTP; get recovery codes",
+            ),
+            post(auth::mfa_confirm),
+        ),
+        (
             spec(Method::POST, "/keys", Need(KeysManage), "Create an API key"),
             post(keys::create),
         ),
@@ -364,6 +377,11 @@ and a single-use refresh token: each refresh returns a new pair, and presenting 
 revokes that login. A user's permissions are its role's (below); a platform admin names the merchant it acts \
 on in `Jinliu-Merchant` (400 `merchant_required` otherwise); a merchant user acts for its own merchant only. \
 User sessions work in test mode.\n\
+- **TOTP** (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; each code works once): required for platform admins, \
+who are enrolled when created; optional for others (`/api/auth/mfa/setup`, then `/api/auth/mfa/confirm` with a \
+first code, which returns ten single-use recovery codes). Login then needs `totp` (a code or a recovery code). \
+TOTP secrets are stored encrypted (AES-256-GCM under a key derived from the master key, bound to the user's row); \
+recovery codes only as keyed hashes.\n\
 - **Publishable keys** `jl_pk_test_…` / `jl_pk_live_…` identify the merchant to browser code and open no merchant \
 route (403 `permission_denied`).\n\
 - **Test and live mode**: every object carries `livemode`; a test key sees only test objects and uses only test \

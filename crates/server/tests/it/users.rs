@@ -9,19 +9,38 @@ use crate::{Answer, MASTER_KEY, TestApp, spawn_app};
 
 const PASSWORD: &str = "correct horse 42 battery";
 
-async fn user(app: &TestApp, email: &str, role: Role, merchant: Option<MerchantId>) {
-    jinliu_server::users::create_user(&app.store, email, PASSWORD, role, merchant, chrono::Utc::now())
-        .await
-        .unwrap_or_else(|e| panic!("user: {e}"));
+/// Creates a user; returns a platform admin's TOTP secret.
+async fn user(app: &TestApp, email: &str, role: Role, merchant: Option<MerchantId>) -> Option<String> {
+    jinliu_server::users::create_user(
+        &app.store,
+        &app.state.sealer,
+        email,
+        PASSWORD,
+        role,
+        merchant,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("user: {e}"))
+    .1
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> Answer {
+    login_totp(app, email, password, None).await
+}
+
+async fn login_totp(app: &TestApp, email: &str, password: &str, totp: Option<&str>) -> Answer {
     app.send(
         app.anon
             .post(format!("{}/api/auth/login", app.base))
-            .json(&json!({ "email": email, "password": password })),
+            .json(&json!({ "email": email, "password": password, "totp": totp })),
     )
     .await
+}
+
+/// The current code of a TOTP secret, `skew` steps away.
+fn code(secret: &str, skew: i64) -> String {
+    jinliu_server::totp::code_at(secret, chrono::Utc::now().timestamp() / 30 + skew).unwrap_or_default()
 }
 
 async fn get_with(app: &TestApp, path: &str, token: &str, merchant: Option<&str>) -> Answer {
@@ -285,8 +304,10 @@ async fn a_refresh_token_rotates_and_a_reused_one_revokes_its_login() {
 #[tokio::test]
 async fn a_platform_admin_names_the_merchant_it_acts_on() {
     let app = spawn_app().await;
-    user(&app, "root@jinliu.example", Role::PlatformAdmin, None).await;
-    let token = token_of(&login(&app, "root@jinliu.example", PASSWORD).await);
+    let totp = user(&app, "root@jinliu.example", Role::PlatformAdmin, None)
+        .await
+        .unwrap_or_default();
+    let token = token_of(&login_totp(&app, "root@jinliu.example", PASSWORD, Some(&code(&totp, 0))).await);
     let a = get_with(&app, "/api/orders", &token, None).await;
     assert_eq!((a.status, a.code()), (400, "merchant_required"));
     let merchant = app.state.config.merchant_id.to_string();
@@ -301,6 +322,7 @@ async fn passwords_that_break_the_policy_are_refused() {
     for bad in ["short1", "onlyletterslong", "123456789012345", "Password1234"] {
         let r = jinliu_server::users::create_user(
             &app.store,
+            &app.state.sealer,
             "x@shop.example",
             bad,
             Role::Viewer,
@@ -312,6 +334,7 @@ async fn passwords_that_break_the_policy_are_refused() {
     }
     let r = jinliu_server::users::create_user(
         &app.store,
+        &app.state.sealer,
         "x@shop.example",
         PASSWORD,
         Role::Viewer,
@@ -331,8 +354,9 @@ async fn every_merchant_route_allows_exactly_the_roles_holding_its_permission() 
     for role in Role::ALL {
         let email = format!("{}@shop.example", role.as_str());
         let m = role.is_merchant_role().then(|| merchant.clone());
-        user(&app, &email, role, m).await;
-        tokens.push((role, token_of(&login(&app, &email, PASSWORD).await)));
+        let totp = user(&app, &email, role, m).await;
+        let a = login_totp(&app, &email, PASSWORD, totp.map(|t| code(&t, 0)).as_deref()).await;
+        tokens.push((role, token_of(&a)));
     }
     let mut checked = 0;
     for (route, _) in table() {
@@ -367,4 +391,74 @@ async fn every_merchant_route_allows_exactly_the_roles_holding_its_permission() 
             .iter()
             .all(|p| Role::PlatformAdmin.permissions().contains(p))
     );
+}
+
+#[tokio::test]
+async fn a_platform_admin_needs_a_fresh_totp_code_every_time() {
+    let app = spawn_app().await;
+    let totp = user(&app, "ops@jinliu.example", Role::PlatformAdmin, None)
+        .await
+        .unwrap_or_default();
+    let none = login(&app, "ops@jinliu.example", PASSWORD).await;
+    assert_eq!((none.status, none.code()), (401, "mfa_required"));
+    let wrong = login_totp(&app, "ops@jinliu.example", PASSWORD, Some("000000")).await;
+    assert_eq!((wrong.status, wrong.code()), (401, "invalid_mfa_code"));
+    let now_code = code(&totp, 0);
+    let ok = login_totp(&app, "ops@jinliu.example", PASSWORD, Some(&now_code)).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let replay = login_totp(&app, "ops@jinliu.example", PASSWORD, Some(&now_code)).await;
+    assert_eq!(
+        (replay.status, replay.code()),
+        (401, "invalid_mfa_code"),
+        "a code works once"
+    );
+    // The secret is stored sealed, never as given.
+    let stored = app.store.user_by_email("ops@jinliu.example").await.ok().flatten();
+    let sealed = stored.and_then(|u| u.totp_secret).unwrap_or_default();
+    assert!(sealed.starts_with("v1.k1.") && !sealed.contains(&totp), "{sealed}");
+}
+
+#[tokio::test]
+async fn a_user_enrols_in_totp_and_a_recovery_code_works_once() {
+    let app = spawn_app().await;
+    user(
+        &app,
+        "cfo@shop.example",
+        Role::Finance,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let token = token_of(&login(&app, "cfo@shop.example", PASSWORD).await);
+    let post = |path: &str, body: Value| {
+        app.send(
+            app.anon
+                .post(format!("{}{path}", app.base))
+                .header("authorization", format!("Bearer {token}"))
+                .json(&body),
+        )
+    };
+    let setup = post("/api/auth/mfa/setup", json!({})).await;
+    assert_eq!(setup.status, 200, "{:?}", setup.body);
+    let secret = setup.data()["secret"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        setup.data()["otpauthUri"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("otpauth://totp/jinliu:")
+    );
+    // Until confirmed, logins do not need it.
+    assert_eq!(login(&app, "cfo@shop.example", PASSWORD).await.status, 200);
+    let bad = post("/api/auth/mfa/confirm", json!({ "code": "123456" })).await;
+    assert_eq!((bad.status, bad.code()), (422, "invalid_mfa_code"));
+    let confirmed = post("/api/auth/mfa/confirm", json!({ "code": code(&secret, 0) })).await;
+    assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
+    let recovery: Vec<String> = serde_json::from_value(confirmed.data()["recoveryCodes"].clone()).unwrap_or_default();
+    assert_eq!(recovery.len(), 10);
+    assert_eq!(login(&app, "cfo@shop.example", PASSWORD).await.code(), "mfa_required");
+    let r = login_totp(&app, "cfo@shop.example", PASSWORD, Some(&recovery[3])).await;
+    assert_eq!(r.status, 200, "a recovery code: {:?}", r.body);
+    let again = login_totp(&app, "cfo@shop.example", PASSWORD, Some(&recovery[3])).await;
+    assert_eq!(again.code(), "invalid_mfa_code", "a recovery code works once");
+    let next = login_totp(&app, "cfo@shop.example", PASSWORD, Some(&code(&secret, 1))).await;
+    assert_eq!(next.status, 200, "the next step's code: {:?}", next.body);
 }

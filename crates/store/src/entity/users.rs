@@ -17,6 +17,10 @@ pub struct Model {
     pub locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
     pub created_at: i64,
+    pub totp_secret: Option<String>,
+    pub totp_enabled: bool,
+    pub totp_last_step: i64,
+    pub recovery_codes: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
