@@ -239,6 +239,29 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<VerifiedNotification, ProviderError>;
 }
 
+/// The money rule of the providers that take whole New Taiwan dollars (KPay, TPay, ECPay): TWD,
+/// no cents, `min` to `max` dollars. Returns the amount in dollars, as their wire formats want.
+pub fn whole_twd(provider: &str, amount: Money, min: i64, max: i64) -> Result<i64, String> {
+    if amount.currency() != Currency::Twd {
+        return Err(format!("{provider} takes TWD only, not {}", amount.currency()));
+    }
+    if amount.minor() % 100 != 0 {
+        return Err(format!(
+            "{provider} takes whole TWD only: {} TWD has cents",
+            amount.major_string()
+        ));
+    }
+    let twd = amount.minor() / 100;
+    if !(min..=max).contains(&twd) {
+        return Err(if max == i64::MAX {
+            format!("{provider} takes at least {min} TWD, not {twd}")
+        } else {
+            format!("{provider} takes {min} to {max} TWD per payment, not {twd}")
+        });
+    }
+    Ok(twd)
+}
+
 /// Provider ids the API accepts.
 pub const PROVIDER_IDS: [&str; 4] = ["kpay", "tpay", "octopus", "ecpay"];
 

@@ -104,6 +104,12 @@ fn load_or_create(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
     Ok((MasterKey(bytes), true))
 }
 
+/// Compares two secrets in time that depends only on their length, so a response's timing does
+/// not tell how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Encrypts secrets for storage with AES-256-GCM under a key derived from the master key: a
 /// random 96-bit nonce per value, and associated data that binds each value to its row (a
 /// ciphertext copied into another row fails to decrypt). Stored as

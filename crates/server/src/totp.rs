@@ -37,11 +37,7 @@ pub fn verify(secret: &str, code: &str, unix: i64, last_step: i64) -> Option<i64
     [now - 1, now, now + 1]
         .into_iter()
         .filter(|s| *s > last_step)
-        .find(|s| code_at(secret, *s).is_some_and(|c| constant_eq(c.as_bytes(), code.as_bytes())))
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .find(|s| code_at(secret, *s).is_some_and(|c| crate::secrets::constant_time_eq(c.as_bytes(), code.as_bytes())))
 }
 
 /// The `otpauth://` URI an authenticator app scans.

@@ -353,19 +353,7 @@ impl PaymentProvider for EcPay {
     }
 
     fn check_amount(&self, amount: Money) -> Result<(), String> {
-        if amount.currency() != Currency::Twd {
-            return Err(format!("ECPay takes TWD only, not {}", amount.currency()));
-        }
-        if amount.minor() % 100 != 0 {
-            return Err(format!(
-                "ECPay takes whole TWD only: {} TWD has cents",
-                amount.major_string()
-            ));
-        }
-        if amount.minor() < 100 {
-            return Err("ECPay amounts must be at least 1 TWD".into());
-        }
-        Ok(())
+        crate::whole_twd("ECPay", amount, 1, i64::MAX).map(|_| ())
     }
 
     fn can_refund(&self, method: &str) -> bool {

@@ -303,20 +303,7 @@ impl PaymentProvider for KPay {
     }
 
     fn check_amount(&self, amount: Money) -> Result<(), String> {
-        if amount.currency() != Currency::Twd {
-            return Err(format!("KPay takes TWD only, not {}", amount.currency()));
-        }
-        if amount.minor() % 100 != 0 {
-            return Err(format!(
-                "KPay takes whole TWD only: {} has cents",
-                amount.major_string()
-            ));
-        }
-        let twd = whole_twd(amount);
-        if !(MIN_TWD..=MAX_TWD).contains(&twd) {
-            return Err(format!("KPay takes {MIN_TWD} to {MAX_TWD} TWD per payment, not {twd}"));
-        }
-        Ok(())
+        crate::whole_twd("KPay", amount, MIN_TWD, MAX_TWD).map(|_| ())
     }
 
     async fn create_payment(&self, req: &CreatePayment) -> Result<CreatedPayment, ProviderError> {

@@ -147,16 +147,7 @@ fn read_reply<T: DeserializeOwned>(reply: &Reply) -> Result<T, ProviderError> {
 
 /// Whole TWD as TPay writes it, or why not.
 fn twd_text(amount: Money) -> Result<String, String> {
-    if amount.currency() != Currency::Twd {
-        return Err(format!("TPay takes TWD only, not {}", amount.currency()));
-    }
-    if amount.minor() <= 0 || amount.minor() % 100 != 0 {
-        return Err(format!(
-            "TPay takes whole New Taiwan dollars only: {} TWD has cents",
-            amount.major_string()
-        ));
-    }
-    Ok((amount.minor() / 100).to_string())
+    crate::whole_twd("TPay", amount, 1, i64::MAX).map(|twd| twd.to_string())
 }
 
 /// Integer TWD text (digits only, as TPay sends it) in minor units.

@@ -114,7 +114,7 @@ fn only_whole_new_taiwan_dollars_are_accepted() {
     let cents = t
         .check_amount(Money::from_minor(17_050, Currency::Twd).expect("positive"))
         .expect_err("cents");
-    assert!(cents.contains("whole New Taiwan dollars"), "{cents}");
+    assert!(cents.contains("whole TWD only"), "{cents}");
     let hkd = t
         .check_amount(Money::from_minor(100, Currency::Hkd).expect("positive"))
         .expect_err("HKD");

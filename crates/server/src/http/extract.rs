@@ -97,20 +97,32 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The caller's scope, from the principal the route's access check authenticated
-/// (`routes::require`). A handler behind a route without a permission has no principal, and
-/// asking for one is a bug: it answers 500.
-pub struct Caller(pub Scope);
+/// The principal the route's access check authenticated (`routes::require`). A handler behind
+/// a route without a permission has no principal, and asking for one is a bug: it answers 500.
+pub struct Authenticated(pub std::sync::Arc<crate::auth::Principal>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         parts
             .extensions
             .get::<std::sync::Arc<crate::auth::Principal>>()
-            .map(|p| Caller(p.scope()))
-            .ok_or_else(|| ApiError::internal("Caller used on a route without an access check"))
+            .cloned()
+            .map(Authenticated)
+            .ok_or_else(|| ApiError::internal("a principal was asked for on a route without an access check"))
+    }
+}
+
+/// The caller's store scope (merchant and mode), from its [`Authenticated`] principal.
+pub struct Caller(pub Scope);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Authenticated(p) = Authenticated::from_request_parts(parts, state).await?;
+        Ok(Caller(p.scope()))
     }
 }
 

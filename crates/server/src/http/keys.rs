@@ -2,8 +2,6 @@
 //! overlap, revoke. Keys are made in the caller's mode (a test credential makes test keys), and a
 //! restricted caller cannot make a key that may do more than itself.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,26 +12,10 @@ use utoipa::ToSchema;
 
 use super::dto::ok;
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, Authenticated};
 use super::idempotency::respond;
 use crate::auth::Principal;
 use crate::state::AppState;
-
-/// The caller of a keys route (set by the route's access check).
-pub struct KeyAdmin(pub Arc<Principal>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyAdmin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Arc<Principal>>()
-            .cloned()
-            .map(KeyAdmin)
-            .ok_or_else(|| ApiError::internal("KeyAdmin used on a route without an access check"))
-    }
-}
 
 /// `POST /api/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -155,7 +137,7 @@ fn grantable(caller: &Principal, asked: Option<Vec<String>>) -> Result<Option<Ve
         (status = 403, description = "Granting a permission the caller lacks"), (status = 422, description = "Unknown kind or permission")))]
 pub async fn create(
     State(app): State<AppState>,
-    KeyAdmin(caller): KeyAdmin,
+    Authenticated(caller): Authenticated,
     body: ApiJson<CreateKeyBody>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -213,7 +195,7 @@ pub async fn create(
 
 /// The merchant's keys in the caller's mode (without their text).
 #[utoipa::path(get, path = "/api/keys", tag = "keys", responses((status = 200, description = "Keys", body = Vec<KeyDto>)))]
-pub async fn list(State(app): State<AppState>, KeyAdmin(caller): KeyAdmin) -> Result<Response, ApiError> {
+pub async fn list(State(app): State<AppState>, Authenticated(caller): Authenticated) -> Result<Response, ApiError> {
     let keys = app.store.api_keys(&caller.merchant_id).await?;
     let list: Vec<KeyDto> = keys
         .iter()
@@ -238,7 +220,7 @@ async fn own_key(app: &AppState, caller: &Principal, id: &str) -> Result<ApiKey,
     responses((status = 200, description = "Revoked", body = KeyDto), (status = 404, description = "No such key"), (status = 409, description = "Already revoked")))]
 pub async fn revoke(
     State(app): State<AppState>,
-    KeyAdmin(caller): KeyAdmin,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = own_key(&app, &caller, &id).await?;
@@ -261,7 +243,7 @@ pub async fn revoke(
     responses((status = 201, description = "The new key, with `secret` (shown once)", body = KeyDto), (status = 404, description = "No such key")))]
 pub async fn roll(
     State(app): State<AppState>,
-    KeyAdmin(caller): KeyAdmin,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     body: ApiJson<RollKeyBody>,
 ) -> Result<Response, ApiError> {

@@ -188,12 +188,6 @@ pub struct ClientSecretQuery {
     pub client_secret: Option<String>,
 }
 
-/// Constant-time comparison, so response timing does not reveal how much of a guessed secret
-/// was right.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The customer's page for providers started by a browser form POST (ECPay, TPay): it posts
 /// the signed form to the provider at once. This is the payment's `qrCodeData.url`.
 #[utoipa::path(get, path = "/api/payments/{id}/checkout", tag = "payments",
@@ -211,7 +205,7 @@ pub async fn checkout(
         .store
         .payment_unscoped(&id)
         .await?
-        .filter(|p| same_secret(&p.client_secret, &secret))
+        .filter(|p| crate::secrets::constant_time_eq(p.client_secret.as_bytes(), secret.as_bytes()))
         .ok_or_else(|| ApiError::not_found("payment"))?;
     let esc = jinliu_providers::sandbox::page::escape;
     if !payment.status.is_open() {
