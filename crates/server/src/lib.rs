@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bootstrap;
 pub mod config;
 pub mod http;
+pub mod ratelimit;
 pub mod secrets;
 pub mod service;
 pub mod state;
@@ -87,6 +88,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
     Ok(AppState {
         auth: Arc::new(auth),
         sealer: Arc::new(secrets::Sealer::new(&master)),
+        login_limits: Arc::new(ratelimit::LoginLimits::default()),
         store,
         providers: Arc::new(providers),
         config: Arc::new(config),
@@ -105,9 +107,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
-    let result = axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Peer addresses reach the handlers (the login rate limit keys on them).
+    let result = axum::serve(
+        listener,
+        http::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     housekeeping.abort();
     sync.abort();
     result

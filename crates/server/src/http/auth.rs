@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::dto::ok;
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, PeerIp};
 use super::idempotency::respond;
 use crate::auth::UserSession;
 use crate::state::AppState;
@@ -58,9 +58,22 @@ impl<S: Send + Sync> FromRequestParts<S> for LoggedIn {
 /// Log in with email and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, description = "{ accessToken, tokenType, expiresIn, refreshToken, user }"),
-        (status = 401, description = "Wrong email or password"), (status = 423, description = "Locked after 10 failures (30 min)")))]
-pub async fn login(State(app): State<AppState>, body: ApiJson<LoginBody>) -> Result<Response, ApiError> {
+        (status = 401, description = "Wrong email or password"), (status = 423, description = "Locked after 10 failures (30 min)"),
+        (status = 429, description = "More than 30 attempts a minute from one address, or 20 for one account")))]
+pub async fn login(
+    State(app): State<AppState>,
+    PeerIp(peer): PeerIp,
+    body: ApiJson<LoginBody>,
+) -> Result<Response, ApiError> {
     let b = body.value;
+    if let Err(wait) = app.login_limits.check(peer, &b.email) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many login attempts; retry in {wait} s"),
+        )
+        .with_details(serde_json::json!({ "retryAfterSeconds": wait })));
+    }
     let session = users::login(&app, &b.email, &b.password, b.totp.as_deref()).await?;
     Ok(respond(ok(200, session, Some("登入成功"))))
 }

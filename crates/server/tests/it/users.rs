@@ -462,3 +462,18 @@ async fn a_user_enrols_in_totp_and_a_recovery_code_works_once() {
     let next = login_totp(&app, "cfo@shop.example", PASSWORD, Some(&code(&secret, 1))).await;
     assert_eq!(next.status, 200, "the next step's code: {:?}", next.body);
 }
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_account() {
+    let app = spawn_app().await;
+    for _ in 0..jinliu_server::ratelimit::PER_ACCOUNT_PER_MINUTE {
+        assert_eq!(login(&app, "ghost@shop.example", "guess 123456789").await.status, 401);
+    }
+    let a = login(&app, "ghost@shop.example", "guess 123456789").await;
+    assert_eq!((a.status, a.code()), (429, "rate_limited"), "{:?}", a.body);
+    assert!(
+        a.body["error"]["details"]["retryAfterSeconds"]
+            .as_u64()
+            .is_some_and(|s| s >= 1)
+    );
+}
