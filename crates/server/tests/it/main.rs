@@ -7,6 +7,7 @@ mod flows;
 mod idempotency;
 mod keys;
 mod providers;
+mod secrets_in_logs;
 mod spec;
 mod users;
 
