@@ -101,6 +101,9 @@ pub struct Claims {
     pub nbf: i64,
     /// Issued at.
     pub iat: i64,
+    /// The login (refresh-token family): a logout or a detected token reuse ends the access
+    /// tokens of that login too.
+    pub sid: String,
 }
 
 /// Issuer of access tokens.
@@ -131,6 +134,17 @@ pub enum AuthError {
 /// key itself ends (expiry or a scheduled revocation).
 type Cached = (Principal, Instant, Option<Timestamp>);
 
+/// A credential works only for a merchant that exists and is active.
+async fn active_merchant(store: &Store, id: &MerchantId) -> Result<(), AuthError> {
+    store
+        .merchant(id)
+        .await
+        .map_err(|e| AuthError::Store(e.to_string()))?
+        .filter(|m| m.status == "active")
+        .map(|_| ())
+        .ok_or(AuthError::Invalid)
+}
+
 /// Key hashing, access tokens and the verified-credential cache.
 pub struct Auth {
     pepper: [u8; 32],
@@ -155,8 +169,9 @@ impl Auth {
     }
 
     /// A signed access token for `user`, valid `ttl_secs` from `now`.
-    pub fn access_token(&self, user: &UserId, now: Timestamp, ttl_secs: i64) -> String {
+    pub fn access_token(&self, user: &UserId, session: &str, now: Timestamp, ttl_secs: i64) -> String {
         let claims = Claims {
+            sid: session.to_owned(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: user.to_string(),
@@ -173,7 +188,7 @@ impl Auth {
 
     /// The user id of a valid access token: algorithm pinned to HS256, `kid`, issuer, audience,
     /// `exp`, `nbf`, `iat` and `sub` required and checked, 30 s leeway.
-    pub fn verify_access_token(&self, token: &str, now: Timestamp) -> Result<UserId, AuthError> {
+    pub fn verify_access_token(&self, token: &str, now: Timestamp) -> Result<(UserId, String), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         if header.alg != jsonwebtoken::Algorithm::HS256 || header.kid.as_deref() != Some(JWT_KID) {
             return Err(AuthError::Invalid);
@@ -190,7 +205,8 @@ impl Auth {
         if data.claims.iat > now.timestamp() + 30 {
             return Err(AuthError::Invalid);
         }
-        UserId::parse(&data.claims.sub).ok_or(AuthError::Invalid)
+        let user = UserId::parse(&data.claims.sub).ok_or(AuthError::Invalid)?;
+        Ok((user, data.claims.sid))
     }
 
     /// The keyed hash a key is stored and found by (lower-case hex).
@@ -268,7 +284,14 @@ impl Auth {
         now: Timestamp,
     ) -> Result<UserSession, AuthError> {
         let token = Self::bearer(header)?;
-        let id = self.verify_access_token(token, now)?;
+        let (id, session) = self.verify_access_token(token, now)?;
+        if store
+            .refresh_family_revoked(&session)
+            .await
+            .map_err(|e| AuthError::Store(e.to_string()))?
+        {
+            return Err(AuthError::Invalid);
+        }
         let user = store
             .user(&id)
             .await
@@ -304,6 +327,7 @@ impl Auth {
             .map_err(|e| AuthError::Store(e.to_string()))?
             .filter(|k| k.is_usable(now))
             .ok_or(AuthError::Invalid)?;
+        active_merchant(store, &key.merchant_id).await?;
         let principal = Principal {
             merchant_id: key.merchant_id.clone(),
             livemode: key.livemode,
@@ -334,14 +358,19 @@ impl Auth {
     ) -> Result<Principal, AuthError> {
         let UserSession { user } = self.user_session(store, header, now).await?;
         let merchant_id = match (user.role, &user.merchant_id) {
-            (Role::PlatformAdmin, _) => merchant
-                .and_then(MerchantId::parse)
-                .ok_or(AuthError::MerchantRequired)?,
+            (Role::PlatformAdmin, _) => {
+                let id = merchant
+                    .and_then(MerchantId::parse)
+                    .ok_or(AuthError::MerchantRequired)?;
+                active_merchant(store, &id).await?;
+                id
+            }
             (_, Some(m)) => {
                 // A merchant user acts for its own merchant; naming another is refused.
                 if merchant.is_some_and(|h| h != m.as_str()) {
                     return Err(AuthError::Invalid);
                 }
+                active_merchant(store, m).await?;
                 m.clone()
             }
             (_, None) => return Err(AuthError::Invalid),

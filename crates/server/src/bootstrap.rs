@@ -1,7 +1,8 @@
 //! First run: with an empty merchants table and the sandbox on (test mode only), `jinliu serve`
 //! creates a demo merchant (`JINLIU_MERCHANT_ID`) with a test secret key and a test publishable
 //! key, a platform admin and a merchant admin with random passwords, prints them once, and writes them to `<data-dir>/demo-credentials.json` (mode 0600) so a
-//! new user can call the API at once. Never in live mode: without the sandbox nothing is created.
+//! new user can call the API at once. Never in live mode: without the sandbox, or with any live
+//! provider account configured, nothing is created.
 
 use std::io::Write;
 
@@ -12,7 +13,12 @@ use crate::state::AppState;
 
 /// Creates the demo merchant and keys when this is a fresh test-mode installation.
 pub async fn first_run(app: &AppState) -> Result<(), String> {
-    if !app.config.sandbox || app.store.merchant_count().await.map_err(|e| e.to_string())? > 0 {
+    let live = app
+        .config
+        .provider_accounts
+        .iter()
+        .any(|a| a.mode.as_deref() == Some("live"));
+    if !app.config.sandbox || live || app.store.merchant_count().await.map_err(|e| e.to_string())? > 0 {
         return Ok(());
     }
     let now = app.clock.now();

@@ -154,6 +154,7 @@ fn invalid() -> ApiError {
 
 async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Session, ApiError> {
     let now = app.clock.now();
+    let family_id = family.clone();
     let refresh = new_refresh_token();
     app.store
         .insert_refresh_token(
@@ -169,7 +170,9 @@ async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Se
         )
         .await?;
     Ok(Session {
-        access_token: app.auth.access_token(&user.id, now, app.config.jwt_expires_in_secs),
+        access_token: app
+            .auth
+            .access_token(&user.id, &family_id, now, app.config.jwt_expires_in_secs),
         token_type: "Bearer",
         expires_in: app.config.jwt_expires_in_secs,
         refresh_token: refresh,
@@ -187,42 +190,42 @@ fn new_refresh_token() -> String {
     s
 }
 
-/// Email + password → a session. Wrong passwords count towards a lockout; an unknown email
-/// costs the same argon2 work as a known one, so timing does not reveal which emails exist.
+/// Email + password (+ TOTP) → a session. Attempts count towards a lockout; an unknown email
+/// or a locked account costs the same argon2 work and gets the same answer as a wrong password.
 pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&str>) -> Result<Session, ApiError> {
     let now = app.clock.now();
     let user = app.store.user_by_email(&email.trim().to_lowercase()).await?;
-    if let Some(u) = &user
-        && u.locked_until.is_some_and(|t| t > now)
-    {
-        return Err(ApiError::new(
-            StatusCode::LOCKED,
-            "account_locked",
-            format!("too many failed logins; try again after {LOCKOUT_MINUTES} minutes"),
-        ));
-    }
+    // The attempt is counted before the password is checked, atomically, so parallel guesses
+    // get no more than the threshold; a locked account answers exactly like a wrong password
+    // (no enumeration), after the same argon2 work.
+    let admitted = match &user {
+        Some(u) => app.store.begin_login_attempt(&u.id, LOCKOUT_THRESHOLD, now).await?,
+        None => false,
+    };
     let hash = user
         .as_ref()
+        .filter(|_| admitted)
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(dummy_hash);
     let pw = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &pw))
         .await
         .map_err(ApiError::internal)?;
-    let Some(user) = user else {
+    let Some(user) = user.filter(|_| admitted) else {
         return Err(invalid());
     };
-    if !ok {
+    let failed = || async {
         app.store
             .record_login_failure(&user.id, LOCKOUT_THRESHOLD, now + Duration::minutes(LOCKOUT_MINUTES))
-            .await?;
-        return Err(invalid());
-    }
-    if user.status != "active" {
+            .await
+    };
+    if !ok || user.status != "active" {
+        failed().await?;
         return Err(invalid());
     }
     if user.totp_enabled || user.role == Role::PlatformAdmin {
         let Some(code) = totp.map(str::trim).filter(|c| !c.is_empty()) else {
+            failed().await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "mfa_required",
@@ -230,9 +233,7 @@ pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&st
             ));
         };
         if !second_factor(app, &user, code).await? {
-            app.store
-                .record_login_failure(&user.id, LOCKOUT_THRESHOLD, now + Duration::minutes(LOCKOUT_MINUTES))
-                .await?;
+            failed().await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_mfa_code",
@@ -371,7 +372,15 @@ pub async fn refresh(app: &AppState, token: &str) -> Result<Session, ApiError> {
         .await?
         .filter(|u| u.status == "active")
         .ok_or_else(refused)?;
-    issue_session(app, &user, stored.family).await
+    let session = issue_session(app, &user, stored.family.clone()).await?;
+    // A concurrent replay of the same token may have revoked the family while this request
+    // was inserting its successor: check after the insert, so either that revocation covered
+    // the new token or this check sees it.
+    if app.store.refresh_family_revoked(&stored.family).await? {
+        app.store.revoke_refresh_family(&stored.family, now).await?;
+        return Err(refused());
+    }
+    Ok(session)
 }
 
 /// Ends the login a refresh token belongs to.

@@ -4,7 +4,7 @@
 use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, Currency, Merchant, MerchantId, Permission, Timestamp};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use crate::convert::{ms, time as from_ms};
 use crate::entity::{api_keys, merchants};
@@ -134,7 +134,7 @@ impl Store {
     }
 
     /// Revokes a merchant's key at `at` (now, or later to let a rolled key overlap). `false`
-    /// when the merchant has no such key.
+    /// when the merchant has no such key, or it is already revoked at or before `at`.
     pub async fn revoke_api_key(
         &self,
         merchant: &MerchantId,
@@ -145,7 +145,12 @@ impl Store {
             .col_expr(api_keys::Column::RevokedAt, Expr::value(ms(at)))
             .filter(api_keys::Column::Id.eq(id.as_str()))
             .filter(api_keys::Column::MerchantId.eq(merchant.as_str()))
-            .filter(api_keys::Column::RevokedAt.is_null())
+            // Not yet revoked, or revoked later than `at` (a rolled key's overlap can be cut short).
+            .filter(
+                Condition::any()
+                    .add(api_keys::Column::RevokedAt.is_null())
+                    .add(api_keys::Column::RevokedAt.gt(ms(at))),
+            )
             .exec(self.read())
             .await?
             .rows_affected

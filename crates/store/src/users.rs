@@ -99,22 +99,37 @@ impl Store {
         Ok(users::Entity::find().count(self.read()).await?)
     }
 
-    /// Counts a failed login; at `threshold` consecutive failures the account locks until
-    /// `lock_until`. One statement each, so concurrent failures on several nodes all count.
+    /// Reserves a login attempt before the password is checked: the attempt counts as a failure
+    /// until it succeeds. `false` when the account is locked, or `threshold` attempts are already
+    /// counted — so parallel guesses, on any node, get no more than `threshold` tries.
+    pub async fn begin_login_attempt(&self, id: &UserId, threshold: i64, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(users::Entity::update_many()
+            .col_expr(
+                users::Column::FailedLogins,
+                Expr::col(users::Column::FailedLogins).add(1),
+            )
+            .filter(users::Column::Id.eq(id.as_str()))
+            .filter(users::Column::FailedLogins.lt(threshold))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(users::Column::LockedUntil.is_null())
+                    .add(users::Column::LockedUntil.lte(ms(now))),
+            )
+            .exec(self.read())
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// After a failed attempt (already counted by
+    /// [`begin_login_attempt`](Store::begin_login_attempt)): at `threshold` consecutive failures
+    /// the account locks until `lock_until`.
     pub async fn record_login_failure(
         &self,
         id: &UserId,
         threshold: i64,
         lock_until: Timestamp,
     ) -> Result<(), StoreError> {
-        users::Entity::update_many()
-            .col_expr(
-                users::Column::FailedLogins,
-                Expr::col(users::Column::FailedLogins).add(1),
-            )
-            .filter(users::Column::Id.eq(id.as_str()))
-            .exec(self.read())
-            .await?;
         users::Entity::update_many()
             .col_expr(users::Column::LockedUntil, Expr::value(ms(lock_until)))
             .col_expr(users::Column::FailedLogins, Expr::value(0_i64))
@@ -228,6 +243,16 @@ impl Store {
             .await?
             .rows_affected
             == 1)
+    }
+
+    /// Whether a login (refresh-token family) was revoked: logout, or reuse of a spent token.
+    pub async fn refresh_family_revoked(&self, family: &str) -> Result<bool, StoreError> {
+        Ok(refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::Family.eq(family))
+            .filter(refresh_tokens::Column::RevokedAt.is_not_null())
+            .count(self.read())
+            .await?
+            > 0)
     }
 
     /// Revokes every token of a login (logout, or a rotated token presented again).

@@ -58,7 +58,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LoggedIn {
 /// Log in with email and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, description = "{ accessToken, tokenType, expiresIn, refreshToken, user }"),
-        (status = 401, description = "Wrong email or password"), (status = 423, description = "Locked after 10 failures (30 min)"),
+        (status = 401, description = "Wrong email or password, or locked after 10 failures (30 min): one answer"),
         (status = 429, description = "More than 30 attempts a minute from one address, or 20 for one account")))]
 pub async fn login(
     State(app): State<AppState>,

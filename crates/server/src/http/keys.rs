@@ -207,12 +207,23 @@ pub async fn list(State(app): State<AppState>, Authenticated(caller): Authentica
 
 async fn own_key(app: &AppState, caller: &Principal, id: &str) -> Result<ApiKey, ApiError> {
     let id = ApiKeyId::parse(id).ok_or_else(|| ApiError::not_found("key"))?;
-    app.store
+    let key = app
+        .store
         .api_keys(&caller.merchant_id)
         .await?
         .into_iter()
         .find(|k| k.id == id && k.livemode == caller.livemode)
-        .ok_or_else(|| ApiError::not_found("key"))
+        .ok_or_else(|| ApiError::not_found("key"))?;
+    // A caller manages only keys that may do no more than itself: a key restricted to
+    // `keys:manage` must not revoke or roll the merchant's full key.
+    if key.granted().iter().any(|p| !caller.may(*p)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            "this key may do more than you: you cannot manage it",
+        ));
+    }
+    Ok(key)
 }
 
 /// Revoke a key now.

@@ -370,12 +370,14 @@ A key is unrestricted (every merchant permission) or restricted to a listed set.
 database; the key text is shown once. A verified key is cached for 30 s, so a revocation reaches every node \
 within 30 s.\n\
 - **Users** log in at `POST /api/auth/login` (argon2id passwords: 19 MiB, 2 iterations, 1 lane; at least 12 \
-characters with letters and digits, not a common one; 10 failures lock the account for 30 minutes; \
+characters with letters and digits, not a common one; 10 attempts, counted atomically before the password check, lock the account for 30 minutes, and a locked \
+account answers like a wrong password; \
 at most 30 attempts a minute per client address and 20 per account on each node, else 429 `rate_limited`) and get an \
 HS256 access token (`JINLIU_JWT_EXPIRES_IN`, default 24h; `iss`, `aud`, `exp`, `nbf`, `iat`, `sub` and the `kid` \
 header required and checked, algorithm pinned, 30 s leeway; the signing key is derived from the master key) \
 and a single-use refresh token: each refresh returns a new pair, and presenting a used refresh token again \
-revokes that login. A user's permissions are its role's (below); a platform admin names the merchant it acts \
+revokes that login. Access tokens carry their login (`sid`): after a logout or a detected reuse they stop working \
+too. Keys and logins work only for an existing, active merchant. A user's permissions are its role's (below); a platform admin names the merchant it acts \
 on in `Jinliu-Merchant` (400 `merchant_required` otherwise); a merchant user acts for its own merchant only. \
 User sessions work in test mode.\n\
 - **TOTP** (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; each code works once): required for platform admins, \

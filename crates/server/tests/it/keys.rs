@@ -138,3 +138,53 @@ async fn bodies_cannot_choose_the_mode_the_merchant_or_a_role() {
     }
     assert_eq!(app.counts().await, before);
 }
+
+#[tokio::test]
+async fn a_rolled_keys_overlap_can_be_cut_short_by_revoking_it() {
+    let app = spawn_app().await;
+    let made = app.post("/api/keys", json!({})).await;
+    let old = made.data()["secret"].as_str().unwrap_or_default().to_owned();
+    let rolled = app
+        .post(&format!("/api/keys/{}/roll", made.id()), json!({ "overlapHours": 168 }))
+        .await;
+    assert_eq!(rolled.status, 201);
+    let revoked = app.post(&format!("/api/keys/{}/revoke", made.id()), json!({})).await;
+    assert_eq!(
+        revoked.status, 200,
+        "a leaked key must not live out its overlap: {:?}",
+        revoked.body
+    );
+    assert_eq!(
+        with_key(&app, &old, "GET", "/api/orders", json!(null)).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_key_manager_cannot_revoke_or_roll_a_more_powerful_key() {
+    let app = spawn_app().await;
+    let full = app.post("/api/keys", json!({})).await;
+    let manager = app.post("/api/keys", json!({ "permissions": ["keys:manage"] })).await;
+    let manager = manager.data()["secret"].as_str().unwrap_or_default().to_owned();
+    for action in ["revoke", "roll"] {
+        let a = with_key(
+            &app,
+            &manager,
+            "POST",
+            &format!("/api/keys/{}/{action}", full.id()),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.code()),
+            (403, "permission_denied"),
+            "{action}: {:?}",
+            a.body
+        );
+    }
+    let still = full.data()["secret"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        with_key(&app, &still, "GET", "/api/orders", json!(null)).await.status,
+        200
+    );
+}
