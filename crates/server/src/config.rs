@@ -55,7 +55,8 @@ pub struct Config {
     pub payment_ttl_secs: i64,
     /// Default provider per currency (`[default_providers]` in jinliu.toml).
     pub default_providers: BTreeMap<Currency, String>,
-    /// The merchant every request acts for until accounts arrive (`JINLIU_MERCHANT_ID`).
+    /// The id of the demo merchant created on the first run (`JINLIU_MERCHANT_ID`); requests act
+    /// for their credential's merchant.
     pub merchant_id: MerchantId,
     /// SQLite durability: FULL (default), NORMAL or OFF (`JINLIU_SQLITE_SYNCHRONOUS`).
     pub sqlite_synchronous: String,

@@ -1,4 +1,5 @@
-//! The `jinliu` command: `serve` (default), `migrate`, `bench`, `openapi`, `sandbox`.
+//! The `jinliu` command: `serve` (default), `migrate`, `bench`, `openapi`, `routes`, `sandbox`,
+//! and the admin commands `merchant`, `key` and `user`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

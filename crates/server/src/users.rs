@@ -281,6 +281,15 @@ fn normalise_recovery(code: &str) -> String {
     code.trim().replace('-', "").to_uppercase()
 }
 
+/// Checks a logged-in user's password again before a sensitive change.
+pub async fn reauthenticate(user: &User, password: &str) -> Result<(), ApiError> {
+    let (hash, pw) = (user.password_hash.clone(), password.to_owned());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &pw))
+        .await
+        .map_err(ApiError::internal)?;
+    if ok { Ok(()) } else { Err(invalid()) }
+}
+
 /// Starts TOTP enrolment for a user without it: a new secret, not yet required. Returns the
 /// secret and its `otpauth://` URI.
 pub async fn mfa_setup(app: &AppState, user: &User) -> Result<(String, String), ApiError> {

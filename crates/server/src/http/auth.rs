@@ -101,6 +101,15 @@ pub async fn profile(LoggedIn(session): LoggedIn) -> Result<Response, ApiError> 
     Ok(respond(ok(200, users::user_view(&session.user), None)))
 }
 
+/// `POST /api/auth/mfa/setup`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSetupBody {
+    /// The user's password again: a stolen access token alone must not be able to enrol a
+    /// second factor and lock the owner out.
+    pub password: String,
+}
+
 /// `POST /api/auth/mfa/confirm`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,9 +119,14 @@ pub struct MfaConfirmBody {
 }
 
 /// Start TOTP enrolment: a new secret and its otpauth URI (not yet required).
-#[utoipa::path(post, path = "/api/auth/mfa/setup", tag = "auth",
-    responses((status = 200, description = "{ secret, otpauthUri }"), (status = 409, description = "Already enabled")))]
-pub async fn mfa_setup(State(app): State<AppState>, LoggedIn(session): LoggedIn) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/auth/mfa/setup", tag = "auth", request_body = MfaSetupBody,
+    responses((status = 200, description = "{ secret, otpauthUri }"), (status = 401, description = "Wrong password"), (status = 409, description = "Already enabled")))]
+pub async fn mfa_setup(
+    State(app): State<AppState>,
+    LoggedIn(session): LoggedIn,
+    body: ApiJson<MfaSetupBody>,
+) -> Result<Response, ApiError> {
+    users::reauthenticate(&session.user, &body.value.password).await?;
     let (secret, uri) = users::mfa_setup(&app, &session.user).await?;
     Ok(respond(ok(
         200,

@@ -28,7 +28,7 @@ use super::dto::{
         super::health::health, super::health::ready,
     ),
     components(schemas(
-        super::auth::LoginBody, super::auth::RefreshBody, super::auth::MfaConfirmBody,
+        super::auth::LoginBody, super::auth::RefreshBody, super::auth::MfaConfirmBody, super::auth::MfaSetupBody,
         super::keys::CreateKeyBody, super::keys::RollKeyBody, super::keys::KeyDto,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,

@@ -381,7 +381,7 @@ too. Keys and logins work only for an existing, active merchant. A user's permis
 on in `Jinliu-Merchant` (400 `merchant_required` otherwise); a merchant user acts for its own merchant only. \
 User sessions work in test mode.\n\
 - **TOTP** (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; each code works once): required for platform admins, \
-who are enrolled when created; optional for others (`/api/auth/mfa/setup`, then `/api/auth/mfa/confirm` with a \
+who are enrolled when created; optional for others (`/api/auth/mfa/setup` with the password again, then `/api/auth/mfa/confirm` with a \
 first code, which returns ten single-use recovery codes). Login then needs `totp` (a code or a recovery code). \
 TOTP secrets are stored encrypted (AES-256-GCM under a key derived from the master key, bound to the user's row); \
 recovery codes only as keyed hashes.\n\

@@ -82,7 +82,7 @@ async fn passwords_tokens_totp_secrets_and_keys_never_appear_in_the_logs() {
                 .json(&body),
         )
     };
-    let setup = bearer("/api/auth/mfa/setup", json!({})).await;
+    let setup = bearer("/api/auth/mfa/setup", json!({ "password": password })).await;
     let totp = setup.data()["secret"].as_str().unwrap_or_default().to_owned();
     let code = jinliu_server::totp::code_at(&totp, chrono::Utc::now().timestamp() / 30).unwrap_or_default();
     let confirm = bearer("/api/auth/mfa/confirm", json!({ "code": code })).await;

@@ -508,7 +508,9 @@ async fn a_user_enrols_in_totp_and_a_recovery_code_works_once() {
                 .json(&body),
         )
     };
-    let setup = post("/api/auth/mfa/setup", json!({})).await;
+    let stolen = post("/api/auth/mfa/setup", json!({ "password": "not the password 1" })).await;
+    assert_eq!(stolen.status, 401, "a token alone cannot enrol a second factor");
+    let setup = post("/api/auth/mfa/setup", json!({ "password": PASSWORD })).await;
     assert_eq!(setup.status, 200, "{:?}", setup.body);
     let secret = setup.data()["secret"].as_str().unwrap_or_default().to_owned();
     assert!(
