@@ -46,9 +46,19 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
         .await;
     assert_eq!(refund.status, 201, "{:?}", refund.body);
     let order = paid.data()["orderId"].as_str().unwrap_or_default().to_owned();
+    // Restricted to keys:manage, so a key holding exactly that permission may manage it.
+    let own_key = app
+        .post(
+            "/api/keys",
+            json!({ "permissions": ["keys:manage"], "description": "access test" }),
+        )
+        .await;
+    assert_eq!(own_key.status, 201, "{:?}", own_key.body);
     let fill = |path: &str| {
         let id = if path.starts_with("/orders") {
             order.clone()
+        } else if path.starts_with("/keys") {
+            own_key.id()
         } else if path.starts_with("/refunds") {
             refund.id()
         } else {
