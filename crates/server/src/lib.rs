@@ -54,10 +54,23 @@ pub enum StartError {
 /// Opens the store (creating the data directory for SQLite) without migrating.
 pub async fn open_store(config: &Config) -> Result<Store, StartError> {
     if config.database_url.is_none() {
+        let fresh = !config.data_dir.exists();
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
         })?;
+        // The directory holds the database, the generated master key and the demo credentials:
+        // a directory jinliu creates is private to its user (an existing one is left as it is).
+        #[cfg(unix)]
+        if fresh {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+                StartError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                }
+            })?;
+        }
     }
     Ok(Store::connect(&config.store_config()).await?)
 }

@@ -322,6 +322,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             db,
         }) => {
+            if live && std::env::var("JINLIU_MASTER_KEY").map_or(true, |k| k.is_empty()) {
+                return Err("live keys need JINLIU_MASTER_KEY (a generated key file is for test mode only)".into());
+            }
             let (store, auth, _) = admin(&overrides, db).await?;
             let merchant = jinliu_domain::MerchantId::parse(&merchant).ok_or("--merchant must be a mer_ id")?;
             store

@@ -86,7 +86,21 @@ fn load_or_create(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
         message: e.to_string(),
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => return Ok((MasterKey::from_hex(&text)?, false)),
+        Ok(text) => {
+            // A key file others can read is a leaked key: refuse it rather than use it.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path).map_err(file_err)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(MasterKeyError::File {
+                        path: path.display().to_string(),
+                        message: format!("mode {:o} lets others read it; run chmod 600", mode & 0o777),
+                    });
+                }
+            }
+            return Ok((MasterKey::from_hex(&text)?, false));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(file_err(e)),
     }
@@ -235,6 +249,18 @@ mod tests {
                 .unwrap_or(0);
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("master.key");
+        load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap_or_else(|e| panic!("{e}"));
+        let err = load_or_create(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("chmod 600"), "{err}");
     }
 
     #[test]
