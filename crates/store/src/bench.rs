@@ -30,22 +30,8 @@ impl Store {
         while left > 0 {
             let n = left.min(500);
             let rows: Vec<_> = (0..n)
-                .map(|i| {
-                    let new = NewOrder {
-                        merchant_id: merchant.clone(),
-                        description: Some("bench".into()),
-                        amount,
-                        items: vec![],
-                        customer_email: None,
-                        customer_phone: None,
-                        metadata: None,
-                        livemode: false,
-                    };
-                    // Random numbers could collide across half a million rows; a counter cannot.
-                    let number = format!("B{:011}", ids.len() + i);
-                    let (order, _) = Order::create(new, number, now);
-                    order
-                })
+                // Random numbers could collide across half a million rows; a counter cannot.
+                .map(|i| bench_order(merchant, amount, format!("B{:011}", ids.len() + i), now))
                 .collect();
             ids.extend(rows.iter().map(|o| o.id.clone()));
             orders::Entity::insert_many(rows.iter().map(order_to_row))
@@ -78,17 +64,7 @@ impl Store {
             let mut payment_rows = Vec::with_capacity(n);
             let first = references.len();
             for i in 0..n {
-                let new = NewOrder {
-                    merchant_id: merchant.clone(),
-                    description: Some("bench".into()),
-                    amount,
-                    items: vec![],
-                    customer_email: None,
-                    customer_phone: None,
-                    metadata: None,
-                    livemode: false,
-                };
-                let (mut order, _) = Order::create(new, format!("N{:011}", first + i), now);
+                let mut order = bench_order(merchant, amount, format!("N{:011}", first + i), now);
                 // The order is claimed by its attempt, as a unit of work would leave it.
                 order.version += 1;
                 let id = PaymentId::generate();
@@ -169,6 +145,21 @@ impl Store {
         }
         Ok((total, start.elapsed()))
     }
+}
+
+/// A pending test-mode order of a benchmark fixture, numbered by the caller.
+fn bench_order(merchant: &MerchantId, amount: Money, number: String, now: jinliu_domain::Timestamp) -> Order {
+    let new = NewOrder {
+        merchant_id: merchant.clone(),
+        description: Some("bench".into()),
+        amount,
+        items: vec![],
+        customer_email: None,
+        customer_phone: None,
+        metadata: None,
+        livemode: false,
+    };
+    Order::create(new, number, now).0
 }
 
 async fn insert_payment_and_event<C: ConnectionTrait>(conn: &C) -> Result<(), StoreError> {

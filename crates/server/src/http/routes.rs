@@ -254,45 +254,44 @@ pub fn api(app: &AppState) -> Router<AppState> {
     router
 }
 
+/// The request's `Authorization` header value.
+fn authorization(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The answer to a refused credential; `wanted` names the credential the route takes, `invalid`
+/// says what was wrong with the one sent.
+fn refusal(e: AuthError, wanted: &str, invalid: &str) -> Response {
+    match e {
+        AuthError::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_required",
+            format!("send `Authorization: Bearer <{wanted}>`"),
+        ),
+        AuthError::Invalid => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", invalid),
+        AuthError::MerchantRequired => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "merchant_required",
+            "a platform admin names the merchant it acts on in the Jinliu-Merchant header",
+        ),
+        AuthError::Store(e) => ApiError::internal(e),
+    }
+    .into_response()
+}
+
 /// Authenticates the caller and checks the route's permission; the principal travels to the
 /// handler's `Caller` extractor in the request's extensions.
 async fn require(State((app, permission)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     let merchant = req.headers().get("jinliu-merchant").and_then(|v| v.to_str().ok());
     let principal = match app
         .auth
-        .authenticate(&app.store, header, merchant, app.clock.now())
+        .authenticate(&app.store, authorization(&req), merchant, app.clock.now())
         .await
     {
         Ok(p) => p,
-        Err(AuthError::Missing) => {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication_required",
-                "send `Authorization: Bearer <secret key>`",
-            )
-            .into_response();
-        }
-        Err(AuthError::Invalid) => {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "the key is unknown, revoked or expired",
-            )
-            .into_response();
-        }
-        Err(AuthError::MerchantRequired) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "merchant_required",
-                "a platform admin names the merchant it acts on in the Jinliu-Merchant header",
-            )
-            .into_response();
-        }
-        Err(AuthError::Store(e)) => return ApiError::internal(e).into_response(),
+        Err(e) => return refusal(e, "secret key", "the key is unknown, revoked or expired"),
     };
     if principal.is_publishable() {
         return ApiError::new(
@@ -317,28 +316,16 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
 
 /// A logged-in user (any role); API keys are refused here.
 async fn require_user(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match app.auth.user_session(&app.store, header, app.clock.now()).await {
+    match app
+        .auth
+        .user_session(&app.store, authorization(&req), app.clock.now())
+        .await
+    {
         Ok(session) => {
             req.extensions_mut().insert(Arc::new(session));
             next.run(req).await
         }
-        Err(AuthError::Missing) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_required",
-            "send `Authorization: Bearer <access token>`",
-        )
-        .into_response(),
-        Err(AuthError::Store(e)) => ApiError::internal(e).into_response(),
-        Err(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the access token is invalid or expired",
-        )
-        .into_response(),
+        Err(e) => refusal(e, "access token", "the access token is invalid or expired"),
     }
 }
 
