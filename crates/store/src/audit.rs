@@ -50,12 +50,15 @@ pub fn current_audit_context() -> Arc<AuditContext> {
         .unwrap_or_else(|_| Arc::new(AuditContext::system("unattributed")))
 }
 
+/// Describes a unit's result as the audit target (`None`: nothing changed).
+type Describe<T> = Box<dyn Fn(&T) -> Option<AuditTarget> + Send + Sync>;
+
 /// What a mutation records: its action name and how to describe its result.
 pub(crate) struct AuditSpec<T> {
     ctx: Arc<AuditContext>,
     action: &'static str,
     /// The object after the change; `None` when nothing changed (a duplicate notification).
-    target: Box<dyn Fn(&T) -> Option<AuditTarget> + Send + Sync>,
+    target: Describe<T>,
     /// The object as the request named it, for refusals and no-ops.
     hint: AuditTarget,
 }
