@@ -10,10 +10,12 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use jinliu_domain::Permission;
+use jinliu_domain::{AuditActor, Permission};
+use jinliu_store::audit::current_audit_context;
+use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
-use super::{auth, keys, notify, orders, payments};
+use super::{audit, auth, keys, notify, orders, payments};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -121,6 +123,10 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(Method::POST, "/keys/{id}/revoke", Need(KeysManage), "Revoke a key now"),
             post(keys::revoke),
+        ),
+        (
+            spec(Method::GET, "/audit", Need(AuditRead), "The merchant's audit log"),
+            get(audit::list),
         ),
         (
             spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),
@@ -310,8 +316,9 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
         .with_details(serde_json::json!({ "required": permission.as_str() }))
         .into_response();
     }
+    let ctx = current_audit_context().as_actor(principal.audit_actor(), Some(principal.merchant_id.clone()));
     req.extensions_mut().insert(Arc::new(principal));
-    next.run(req).await
+    with_audit_context(ctx, next.run(req)).await
 }
 
 /// A logged-in user (any role); API keys are refused here.
@@ -322,8 +329,13 @@ async fn require_user(State(app): State<AppState>, mut req: Request, next: Next)
         .await
     {
         Ok(session) => {
+            let actor = AuditActor::User {
+                id: session.user.id.clone(),
+                role: session.user.role,
+            };
+            let ctx = current_audit_context().as_actor(actor, session.user.merchant_id.clone());
             req.extensions_mut().insert(Arc::new(session));
-            next.run(req).await
+            with_audit_context(ctx, next.run(req)).await
         }
         Err(e) => refusal(e, "access token", "the access token is invalid or expired"),
     }
