@@ -34,11 +34,13 @@ pub enum Permission {
     KeysManage,
     /// Manage webhook endpoints.
     WebhooksManage,
+    /// Read and change the merchant's settings.
+    SettingsManage,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::OrdersRead,
         Permission::OrdersWrite,
         Permission::PaymentsRead,
@@ -52,6 +54,7 @@ impl Permission {
         Permission::UsersManage,
         Permission::KeysManage,
         Permission::WebhooksManage,
+        Permission::SettingsManage,
     ];
 
     /// The wire name (`orders:read`).
@@ -70,6 +73,7 @@ impl Permission {
             Permission::UsersManage => "users:manage",
             Permission::KeysManage => "keys:manage",
             Permission::WebhooksManage => "webhooks:manage",
+            Permission::SettingsManage => "settings:manage",
         }
     }
 
@@ -183,6 +187,26 @@ mod tests {
     }
 }
 
+/// A merchant's own payment rules, applied on top of the server's (for limits, the strictest
+/// wins).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MerchantSettings {
+    /// The provider a payment in this currency uses when it names none (`{"TWD": "ecpay"}`).
+    #[serde(default)]
+    pub default_providers: std::collections::BTreeMap<String, String>,
+    /// The largest payment per currency, in minor units.
+    #[serde(default)]
+    pub max_amount_minor: std::collections::BTreeMap<String, i64>,
+}
+
+impl MerchantSettings {
+    /// The merchant's cap for `currency`, if it set one.
+    pub fn max_minor(&self, currency: crate::Currency) -> Option<i64> {
+        self.max_amount_minor.get(currency.code()).copied()
+    }
+}
+
 /// A merchant: the tenant every order, payment, key and provider account belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merchant {
@@ -196,10 +220,38 @@ pub struct Merchant {
     pub default_currency: crate::Currency,
     /// IANA time zone of the merchant's business day.
     pub timezone: String,
+    /// Default providers and amount limits.
+    pub settings: MerchantSettings,
+    /// The secret of seed 000's `X-Signature` relay notifications for this merchant, sealed
+    /// (AES-256-GCM) by the server; `None` falls back to the server's `JINLIU_NOTIFY_SECRET`.
+    pub notify_secret: Option<String>,
     /// Created.
     pub created_at: crate::Timestamp,
     /// Last change.
     pub updated_at: crate::Timestamp,
+}
+
+impl Merchant {
+    /// A new active merchant with no settings of its own.
+    pub fn new(
+        id: crate::MerchantId,
+        name: impl Into<String>,
+        default_currency: crate::Currency,
+        timezone: impl Into<String>,
+        now: crate::Timestamp,
+    ) -> Merchant {
+        Merchant {
+            id,
+            name: name.into(),
+            status: "active".into(),
+            default_currency,
+            timezone: timezone.into(),
+            settings: MerchantSettings::default(),
+            notify_secret: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// An API key as stored: everything but the key itself (only its keyed hash is kept).

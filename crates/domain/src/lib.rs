@@ -15,7 +15,7 @@ pub mod payment;
 pub mod refund;
 pub mod settle;
 
-pub use access::{ApiKey, ApiKeyKind, Merchant, Permission, Role, User};
+pub use access::{ApiKey, ApiKeyKind, Merchant, MerchantSettings, Permission, Role, User};
 pub use audit::{AuditActor, AuditContext, AuditTarget};
 pub use event::{EventDraft, EventType};
 pub use id::{

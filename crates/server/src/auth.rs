@@ -8,12 +8,12 @@
 //! every request; revoking a key therefore takes effect within that time on every node.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use jinliu_domain::access::new_api_key;
-use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, MerchantId, Permission, Role, Timestamp, User, UserId};
+use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, Merchant, MerchantId, Permission, Role, Timestamp, User, UserId};
 use jinliu_store::{Scope, Store, StoreError};
 use sha2::Sha256;
 
@@ -51,6 +51,9 @@ pub struct Principal {
     pub actor: Actor,
     /// What it may do.
     pub permissions: Vec<Permission>,
+    /// The merchant as read when the credential was verified (its settings apply to the
+    /// request; a change reaches cached keys within 30 s).
+    pub merchant: Arc<Merchant>,
 }
 
 impl Principal {
@@ -146,14 +149,20 @@ pub enum AuthError {
 type Cached = (Principal, Instant, Option<Timestamp>);
 
 /// A credential works only for a merchant that exists and is active.
-async fn active_merchant(store: &Store, id: &MerchantId) -> Result<(), AuthError> {
+async fn active_merchant(store: &Store, id: &MerchantId) -> Result<Arc<Merchant>, AuthError> {
     store
         .merchant(id)
         .await
         .map_err(|e| AuthError::Store(e.to_string()))?
         .filter(|m| m.status == "active")
-        .map(|_| ())
+        .map(Arc::new)
         .ok_or(AuthError::Invalid)
+}
+
+/// The time zone that defines "a day" for `merchant` (date filters, later reports): its own, or
+/// the server's `JINLIU_TIMEZONE` when its stored zone is unknown.
+pub fn business_zone(app: &crate::state::AppState, merchant: &Merchant) -> chrono_tz::Tz {
+    merchant.timezone.parse().unwrap_or(app.config.timezone)
 }
 
 /// Key hashing, access tokens and the verified-credential cache.
@@ -338,8 +347,9 @@ impl Auth {
             .map_err(|e| AuthError::Store(e.to_string()))?
             .filter(|k| k.is_usable(now))
             .ok_or(AuthError::Invalid)?;
-        active_merchant(store, &key.merchant_id).await?;
+        let merchant = active_merchant(store, &key.merchant_id).await?;
         let principal = Principal {
+            merchant,
             merchant_id: key.merchant_id.clone(),
             livemode: key.livemode,
             actor: Actor::Key {
@@ -368,25 +378,25 @@ impl Auth {
         now: Timestamp,
     ) -> Result<Principal, AuthError> {
         let UserSession { user } = self.user_session(store, header, now).await?;
-        let merchant_id = match (user.role, &user.merchant_id) {
+        let (merchant_id, merchant) = match (user.role, &user.merchant_id) {
             (Role::PlatformAdmin, _) => {
                 let id = merchant
                     .and_then(MerchantId::parse)
                     .ok_or(AuthError::MerchantRequired)?;
-                active_merchant(store, &id).await?;
-                id
+                let m = active_merchant(store, &id).await?;
+                (id, m)
             }
             (_, Some(m)) => {
                 // A merchant user acts for its own merchant; naming another is refused.
                 if merchant.is_some_and(|h| h != m.as_str()) {
                     return Err(AuthError::Invalid);
                 }
-                active_merchant(store, m).await?;
-                m.clone()
+                (m.clone(), active_merchant(store, m).await?)
             }
             (_, None) => return Err(AuthError::Invalid),
         };
         Ok(Principal {
+            merchant,
             merchant_id,
             // Dashboard sessions work in test mode until mode switching arrives.
             livemode: false,

@@ -191,15 +191,13 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let auth = crate::auth::Auth::new(&master);
     let now = chrono::Utc::now();
     store
-        .create_merchant(&jinliu_domain::Merchant {
-            id: merchant.clone(),
-            name: "Bench merchant".into(),
-            status: "active".into(),
-            default_currency: Currency::Twd,
-            timezone: "Asia/Taipei".into(),
-            created_at: now,
-            updated_at: now,
-        })
+        .create_merchant(&jinliu_domain::Merchant::new(
+            merchant.clone(),
+            "Bench merchant",
+            Currency::Twd,
+            "Asia/Taipei",
+            now,
+        ))
         .await
         .map_err(|e| e.to_string())?;
     let (_, secret_key) = auth

@@ -22,15 +22,13 @@ pub async fn first_run(app: &AppState) -> Result<(), String> {
         return Ok(());
     }
     let now = app.clock.now();
-    let merchant = Merchant {
-        id: app.config.merchant_id.clone(),
-        name: "Demo merchant".into(),
-        status: "active".into(),
-        default_currency: app.config.default_currency,
-        timezone: app.config.timezone.name().to_owned(),
-        created_at: now,
-        updated_at: now,
-    };
+    let merchant = Merchant::new(
+        app.config.merchant_id.clone(),
+        "Demo merchant",
+        app.config.default_currency,
+        app.config.timezone.name().to_owned(),
+        now,
+    );
     app.store.create_merchant(&merchant).await.map_err(|e| e.to_string())?;
     let issue = |kind, description: &str| {
         app.auth.issue_key(

@@ -335,19 +335,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         }) => {
             let (store, _, _) = admin(&overrides, db).await?;
             let now = chrono::Utc::now();
-            let m = jinliu_domain::Merchant {
-                id: jinliu_domain::MerchantId::generate(),
+            let m = jinliu_domain::Merchant::new(
+                jinliu_domain::MerchantId::generate(),
                 name,
-                status: "active".into(),
-                default_currency: currency.parse().map_err(|e| format!("--currency: {e}"))?,
-                timezone: timezone
+                currency.parse().map_err(|e| format!("--currency: {e}"))?,
+                timezone
                     .parse::<chrono_tz::Tz>()
                     .map_err(|_| format!("--timezone: unknown IANA zone {timezone:?}"))?
-                    .name()
-                    .to_owned(),
-                created_at: now,
-                updated_at: now,
-            };
+                    .name(),
+                now,
+            );
             store.create_merchant(&m).await.map_err(|e| e.to_string())?;
             if json {
                 println!(

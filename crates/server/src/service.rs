@@ -4,7 +4,7 @@
 
 use chrono::Duration;
 use jinliu_domain::settle::check_amount;
-use jinliu_domain::{Currency, Money, NewOrder, Order, OrderId, Payment, PaymentId, PaymentStatus, Refund};
+use jinliu_domain::{Currency, Merchant, Money, NewOrder, Order, OrderId, Payment, PaymentId, PaymentStatus, Refund};
 use std::sync::Arc;
 
 use jinliu_providers::{
@@ -58,8 +58,28 @@ pub async fn create_order(app: &AppState, new: NewOrder, idem: Option<IdemReques
     Ok(app.store.create_order(new, app.clock.now(), idem).await?)
 }
 
-/// Picks the provider and method for a payment.
-fn route(app: &AppState, req: &PaymentRequest, currency: Currency) -> Result<(String, String), ApiError> {
+/// Refuses an amount above the merchant's own limit for its currency (the server's limit was
+/// checked when the amount was parsed; the strictest wins).
+pub fn check_merchant_limit(merchant: &Merchant, amount: Money) -> Result<(), ApiError> {
+    let currency = amount.currency();
+    match merchant.settings.max_minor(currency) {
+        Some(max) if amount.minor() > max => Err(jinliu_domain::AmountError::AboveLimit {
+            limit: jinliu_domain::money::format_minor(max, currency),
+            currency,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Picks the provider and method for a payment: the one named, the merchant's default for the
+/// currency, or the server's.
+fn route(
+    app: &AppState,
+    merchant: &Merchant,
+    req: &PaymentRequest,
+    currency: Currency,
+) -> Result<(String, String), ApiError> {
     let by_method = match &req.method {
         Some(m) => Some(
             METHODS
@@ -82,9 +102,15 @@ fn route(app: &AppState, req: &PaymentRequest, currency: Currency) -> Result<(St
         }
         (Some(p), _) => p.clone(),
         (None, Some(m)) => m.to_owned(),
-        (None, None) => app.config.default_providers.get(&currency).cloned().ok_or_else(|| {
-            ApiError::unprocessable("no_default_provider", format!("no default provider for {currency}"))
-        })?,
+        (None, None) => merchant
+            .settings
+            .default_providers
+            .get(currency.code())
+            .or_else(|| app.config.default_providers.get(&currency))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::unprocessable("no_default_provider", format!("no default provider for {currency}"))
+            })?,
     };
     if !jinliu_providers::PROVIDER_IDS.contains(&provider.as_str()) {
         return Err(
@@ -153,6 +179,7 @@ pub(crate) fn provider_error(e: ProviderError) -> ApiError {
 pub async fn create_payment(
     app: &AppState,
     scope: &Scope,
+    merchant: &Merchant,
     req: PaymentRequest,
     idem: Option<IdemRequest<Payment>>,
 ) -> Result<Payment, ApiError> {
@@ -166,8 +193,9 @@ pub async fn create_payment(
     }
     let currency = req.currency.unwrap_or(order.amount.currency());
     let amount = Money::parse_major(&req.amount, currency, app.config.amount_limit)?;
+    check_merchant_limit(merchant, amount)?;
     check_amount(&order, amount)?;
-    let (provider_id, method) = route(app, &req, currency)?;
+    let (provider_id, method) = route(app, merchant, &req, currency)?;
     let provider = app.providers.default_for(&provider_id, scope.livemode).ok_or_else(|| {
         ApiError::unprocessable(
             "provider_not_configured",

@@ -1,7 +1,9 @@
 //! Merchants and API keys. These are configuration rows, written one statement (and its audit
 //! row) at a time, not through the group-commit writer: they are rare and carry no domain events.
 
-use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, AuditTarget, Currency, Merchant, MerchantId, Permission, Timestamp};
+use jinliu_domain::{
+    ApiKey, ApiKeyId, ApiKeyKind, AuditTarget, Currency, Merchant, MerchantId, MerchantSettings, Permission, Timestamp,
+};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
@@ -22,9 +24,21 @@ fn merchant_from_row(r: merchants::Model) -> Result<Merchant, StoreError> {
             .parse::<Currency>()
             .map_err(|e| StoreError::Corrupt(format!("merchant currency: {e}")))?,
         timezone: r.timezone,
+        settings: match r.settings {
+            None => MerchantSettings::default(),
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("merchant settings: {e}")))?
+            }
+        },
+        notify_secret: r.notify_secret,
         created_at: from_ms(r.created_at)?,
         updated_at: from_ms(r.updated_at)?,
     })
+}
+
+fn settings_text(s: &MerchantSettings) -> String {
+    // A struct of maps of strings and integers always serialises.
+    serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
 }
 
 fn key_from_row(r: api_keys::Model) -> Result<ApiKey, StoreError> {
@@ -68,6 +82,8 @@ impl Store {
                     status: Set(m.status.clone()),
                     default_currency: Set(m.default_currency.code().to_owned()),
                     timezone: Set(m.timezone.clone()),
+                    settings: Set(Some(settings_text(&m.settings))),
+                    notify_secret: Set(m.notify_secret.clone()),
                     created_at: Set(ms(m.created_at)),
                     updated_at: Set(ms(m.updated_at)),
                 })
@@ -85,6 +101,46 @@ impl Store {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Replaces a merchant's name, currency, time zone, settings and notify secret (status and
+    /// id never change here). `NotFound` when there is no such merchant.
+    pub async fn update_merchant(&self, m: &Merchant) -> Result<Merchant, StoreError> {
+        let spec = AuditSpec::new(
+            "merchant.update",
+            |m: &Merchant| {
+                let mut t = AuditTarget::merchant(m);
+                t.detail = serde_json::json!({
+                    "name": m.name, "defaultCurrency": m.default_currency.code(), "timezone": m.timezone,
+                    "settings": m.settings, "notifySecretSet": m.notify_secret.is_some(),
+                });
+                Some(t)
+            },
+            AuditTarget::id_only("merchant", m.id.as_str()),
+        );
+        let m = m.clone();
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                let res = merchants::Entity::update_many()
+                    .col_expr(merchants::Column::Name, Expr::value(m.name.clone()))
+                    .col_expr(
+                        merchants::Column::DefaultCurrency,
+                        Expr::value(m.default_currency.code()),
+                    )
+                    .col_expr(merchants::Column::Timezone, Expr::value(m.timezone.clone()))
+                    .col_expr(merchants::Column::Settings, Expr::value(settings_text(&m.settings)))
+                    .col_expr(merchants::Column::NotifySecret, Expr::value(m.notify_secret.clone()))
+                    .col_expr(merchants::Column::UpdatedAt, Expr::value(ms(m.updated_at)))
+                    .filter(merchants::Column::Id.eq(m.id.as_str()))
+                    .exec(txn)
+                    .await?;
+                if res.rows_affected == 0 {
+                    return Err(StoreError::NotFound("merchant"));
+                }
+                Ok(m)
+            })
+        })
+        .await
     }
 
     /// One merchant.

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004Users),
             Box::new(M0005Mfa),
             Box::new(M0006Audit),
+            Box::new(M0009MerchantSettings),
         ]
     }
 
@@ -766,6 +767,44 @@ impl MigrationTrait for M0006Audit {
                 .to_owned(),
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// Merchant settings: default providers and amount limits (JSON), and the sealed notify secret.
+/// (m0007 and m0008 are the webhook and realtime migrations.)
+struct M0009MerchantSettings;
+
+impl MigrationName for M0009MerchantSettings {
+    fn name(&self) -> &str {
+        "m0009_merchant_settings"
+    }
+}
+
+#[derive(DeriveIden)]
+enum MerchantsSettings {
+    #[sea_orm(iden = "merchants")]
+    Table,
+    Settings,
+    NotifySecret,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0009MerchantSettings {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // Nullable TEXT: MySQL gives TEXT columns no default; NULL reads as "no settings".
+        for col in [
+            ColumnDef::new(MerchantsSettings::Settings).text().null().take(),
+            ColumnDef::new(MerchantsSettings::NotifySecret).text().null().take(),
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(MerchantsSettings::Table)
+                    .add_column(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::dto::ok;
 use super::error::ApiError;
-use super::extract::Caller;
+use super::extract::Authenticated;
 use super::idempotency::respond;
 use super::validate;
 use crate::state::AppState;
@@ -106,9 +106,10 @@ pub struct AuditPageDto {
     responses((status = 200, description = "A page, newest first", body = AuditPageDto), (status = 400, description = "Bad filter")))]
 pub async fn list(
     State(app): State<AppState>,
-    Caller(scope): Caller,
+    Authenticated(caller): Authenticated,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let scope = caller.scope();
     let limit = match q.get("limit") {
         None => 50,
         Some(v) => v
@@ -125,7 +126,7 @@ pub async fn list(
                 .to_string(),
         ),
     };
-    let tz = app.config.timezone;
+    let tz = crate::auth::business_zone(&app, &caller.merchant);
     let ms = |v: Option<i64>| v.and_then(chrono::DateTime::from_timestamp_millis);
     let text = |name: &str| {
         q.get(name)

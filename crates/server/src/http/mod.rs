@@ -12,6 +12,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod keys;
+pub mod merchant;
 pub mod notify;
 pub mod openapi;
 pub mod orders;

@@ -147,24 +147,40 @@ pub async fn seed(
             "the notification could not be verified",
         )
     };
-    let secret = app.config.notify_secret.as_ref().ok_or_else(bad)?;
     let signature = headers
         .get("x-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(bad)?;
-    if !verify_hex_hmac(secret.expose().as_bytes(), &body, signature) {
-        return Err(bad());
-    }
-    let n: SeedNotification = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the notification body is not the seed format: {e}")))?;
-    let id = PaymentId::parse(&n.payment_id).ok_or_else(|| ApiError::not_found("payment"))?;
+    // The secret is the payment's merchant's (or the server's): the body is read first only to
+    // find that merchant, and nothing in it is acted on before the signature holds. Until then
+    // every refusal is the same 401, so an unsigned request learns nothing about payment ids.
+    let n: SeedNotification = serde_json::from_slice(&body).map_err(|_| bad())?;
+    let id = PaymentId::parse(&n.payment_id).ok_or_else(bad)?;
     let payment = app
         .store
         .payment_unscoped(&id)
         .await?
-        .filter(|p| p.provider == n.provider)
         .filter(|p| n.merchant_id.as_deref().is_none_or(|m| m == p.merchant_id.as_str()))
-        .ok_or_else(|| ApiError::not_found("payment"))?;
+        .ok_or_else(bad)?;
+    let merchant = app.store.merchant(&payment.merchant_id).await?.ok_or_else(bad)?;
+    let secret = match &merchant.notify_secret {
+        Some(sealed) => app
+            .sealer
+            .open(sealed, &super::merchant::notify_secret_aad(&merchant.id))
+            .ok_or_else(|| ApiError::internal("a merchant's notify secret does not open with the master key"))?,
+        None => app
+            .config
+            .notify_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .ok_or_else(bad)?,
+    };
+    if !verify_hex_hmac(&secret, &body, signature) {
+        return Err(bad());
+    }
+    if payment.provider != n.provider {
+        return Err(ApiError::not_found("payment"));
+    }
     let currency: Currency = n
         .currency
         .parse()

@@ -21,6 +21,7 @@ use super::dto::{
     paths(
         super::auth::login, super::auth::refresh, super::auth::logout, super::auth::profile, super::auth::mfa_setup, super::auth::mfa_confirm,
         super::keys::create, super::keys::list, super::keys::roll, super::keys::revoke, super::audit::list,
+        super::merchant::get, super::merchant::update, super::merchant::rotate_notify_secret,
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout,
@@ -30,7 +31,8 @@ use super::dto::{
     components(schemas(
         super::auth::LoginBody, super::auth::RefreshBody, super::auth::MfaConfirmBody, super::auth::MfaSetupBody,
         super::keys::CreateKeyBody, super::keys::RollKeyBody, super::keys::KeyDto, super::audit::AuditEntryDto,
-        super::audit::AuditPageDto,
+        super::audit::AuditPageDto, super::merchant::MerchantDto, super::merchant::UpdateMerchantBody,
+        super::merchant::NotifySecretDto,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,
     )),
@@ -39,6 +41,7 @@ use super::dto::{
         (name = "auth", description = "Users: login, refresh, logout, profile"),
         (name = "keys", description = "API keys: create, list, roll, revoke"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "merchant", description = "The caller's merchant and its settings"),
         (name = "orders", description = "Orders (seed 000 and 004 bodies)"),
         (name = "payments", description = "Payments, cancellation and refunds"),
         (name = "notifications", description = "Inbound provider notifications"),

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use jinliu_domain::{Currency, Money, NewOrder, Order, OrderId, OrderItem, OrderStatus};
+use jinliu_domain::{Currency, Merchant, Money, NewOrder, Order, OrderId, OrderItem, OrderStatus};
 use jinliu_store::{OrderFilter, StoredResponse};
 use serde_json::json;
 
 use super::dto::{CreateOrderBody, EmptyBody, ListDto, OrderDto, PaymentDto, ok};
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller, IdempotencyKey};
+use super::extract::{ApiJson, Authenticated, Caller, IdempotencyKey};
 use super::idempotency::{self, respond};
 use super::validate;
 use crate::service;
@@ -35,11 +35,12 @@ fn render_cancelled(o: &Order) -> StoredResponse {
     responses((status = 201, description = "Created", body = OrderDto), (status = 422, description = "Invalid amount or items")))]
 pub async fn create(
     State(app): State<AppState>,
-    Caller(scope): Caller,
+    Authenticated(caller): Authenticated,
     IdempotencyKey(key): IdempotencyKey,
     body: ApiJson<CreateOrderBody>,
 ) -> Result<Response, ApiError> {
-    let new = parse_new_order(&app, &scope, body.value)?;
+    let scope = caller.scope();
+    let new = parse_new_order(&app, &scope, &caller.merchant, body.value)?;
     Ok(idempotency::run(
         &app,
         &scope,
@@ -121,10 +122,11 @@ pub async fn payments(
     responses((status = 200, description = "A page", body = ListDto<OrderDto>)))]
 pub async fn list(
     State(app): State<AppState>,
-    Caller(scope): Caller,
+    Authenticated(caller): Authenticated,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let filter = parse_filter(&app, &q)?;
+    let scope = caller.scope();
+    let filter = parse_filter(crate::auth::business_zone(&app, &caller.merchant), &q)?;
     let page = app.store.list_orders(&scope, &filter).await?;
     let dto = ListDto {
         items: page.items.iter().map(OrderDto::from).collect(),
@@ -136,7 +138,7 @@ pub async fn list(
     Ok(respond(ok(200, dto, None)))
 }
 
-fn parse_filter(app: &AppState, q: &HashMap<String, String>) -> Result<OrderFilter, ApiError> {
+fn parse_filter(tz: chrono_tz::Tz, q: &HashMap<String, String>) -> Result<OrderFilter, ApiError> {
     let num = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, ApiError> {
         match q.get(name) {
             None => Ok(default),
@@ -160,7 +162,7 @@ fn parse_filter(app: &AppState, q: &HashMap<String, String>) -> Result<OrderFilt
         None => None,
         Some(s) => Some(OrderId::parse(s).ok_or_else(|| ApiError::bad_request("startingAfter must be an order id"))?),
     };
-    let bound = |name: &str, end_of_day: bool| validate::time_bound(app.config.timezone, name, q.get(name), end_of_day);
+    let bound = |name: &str, end_of_day: bool| validate::time_bound(tz, name, q.get(name), end_of_day);
     Ok(OrderFilter {
         status,
         from_ms: bound("from", false)?,
@@ -171,12 +173,17 @@ fn parse_filter(app: &AppState, q: &HashMap<String, String>) -> Result<OrderFilt
     })
 }
 
-fn parse_new_order(app: &AppState, scope: &jinliu_store::Scope, b: CreateOrderBody) -> Result<NewOrder, ApiError> {
+fn parse_new_order(
+    app: &AppState,
+    scope: &jinliu_store::Scope,
+    merchant: &Merchant,
+    b: CreateOrderBody,
+) -> Result<NewOrder, ApiError> {
     let currency: Currency = match &b.currency {
         Some(c) => c
             .parse()
             .map_err(|e| ApiError::unprocessable("unsupported_currency", format!("{e}")))?,
-        None => app.config.default_currency,
+        None => merchant.default_currency,
     };
     let limit = app.config.amount_limit;
     let mut items = Vec::new();
@@ -238,6 +245,7 @@ fn parse_new_order(app: &AppState, scope: &jinliu_store::Scope, b: CreateOrderBo
             }
         },
     };
+    service::check_merchant_limit(merchant, amount)?;
     if let Some(sum) = items_total
         && sum != amount.minor()
     {

@@ -7,7 +7,7 @@ use jinliu_store::StoredResponse;
 
 use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, RefundBody, RefundDto, ok};
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller, IdempotencyKey};
+use super::extract::{ApiJson, Authenticated, Caller, IdempotencyKey};
 use super::idempotency::{self, respond};
 use super::validate;
 use crate::service::{self, PaymentRequest};
@@ -41,10 +41,11 @@ fn payment_id(id: &str) -> Result<PaymentId, ApiError> {
         (status = 422, description = "Amount, currency or provider refused")))]
 pub async fn create(
     State(app): State<AppState>,
-    Caller(scope): Caller,
+    Authenticated(caller): Authenticated,
     IdempotencyKey(key): IdempotencyKey,
     body: ApiJson<CreatePaymentBody>,
 ) -> Result<Response, ApiError> {
+    let scope = caller.scope();
     let b = body.value;
     let req = PaymentRequest {
         order_id: OrderId::parse(&b.order_id).ok_or_else(|| ApiError::not_found("order"))?,
@@ -74,7 +75,8 @@ pub async fn create(
         &body.raw,
         render_created,
         |idem| async {
-            service::create_payment(&app, &scope, req, idem.map(|c| c.request(true, render_created))).await
+            let idem = idem.map(|c| c.request(true, render_created));
+            service::create_payment(&app, &scope, &caller.merchant, req, idem).await
         },
     )
     .await)

@@ -9,13 +9,13 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, patch, post};
 use jinliu_domain::{AuditActor, Permission};
 use jinliu_store::audit::current_audit_context;
 use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
-use super::{audit, auth, keys, notify, orders, payments};
+use super::{audit, auth, keys, merchant, notify, orders, payments};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -127,6 +127,33 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(Method::GET, "/audit", Need(AuditRead), "The merchant's audit log"),
             get(audit::list),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/merchant",
+                Need(SettingsManage),
+                "The merchant and its settings",
+            ),
+            get(merchant::get),
+        ),
+        (
+            spec(
+                Method::PATCH,
+                "/merchant",
+                Need(SettingsManage),
+                "Change the merchant's settings",
+            ),
+            patch(merchant::update),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/merchant/notify-secret",
+                Need(SettingsManage),
+                "New seed-000 notify secret (shown once)",
+            ),
+            post(merchant::rotate_notify_secret),
         ),
         (
             spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),

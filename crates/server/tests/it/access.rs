@@ -23,10 +23,7 @@ async fn key(app: &TestApp, merchant: Option<&MerchantId>, kind: ApiKeyKind, per
 
 async fn call(app: &TestApp, method: &axum::http::Method, path: &str, bearer: Option<&str>) -> Answer {
     let url = format!("{}/api{path}", app.base);
-    let mut req = match *method {
-        axum::http::Method::GET => app.anon.get(url),
-        _ => app.anon.post(url).json(&json!({})),
-    };
+    let mut req = crate::request(&app.anon, method, url);
     if let Some(b) = bearer {
         req = req.header("authorization", format!("Bearer {b}"));
     }
@@ -67,15 +64,13 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
         path.replace("{id}", &id)
     };
 
-    let other = Merchant {
-        id: MerchantId::generate(),
-        name: "Other shop".into(),
-        status: "active".into(),
-        default_currency: jinliu_domain::Currency::Twd,
-        timezone: "Asia/Taipei".into(),
-        created_at: chrono::Utc::now(),
-        updated_at: chrono::Utc::now(),
-    };
+    let other = Merchant::new(
+        MerchantId::generate(),
+        "Other shop",
+        jinliu_domain::Currency::Twd,
+        "Asia/Taipei",
+        chrono::Utc::now(),
+    );
     app.store
         .create_merchant(&other)
         .await

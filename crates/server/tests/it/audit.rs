@@ -98,15 +98,13 @@ async fn another_merchant_sees_none_of_these_rows() {
     let other = jinliu_domain::MerchantId::generate();
     let now = chrono::Utc::now();
     app.store
-        .create_merchant(&jinliu_domain::Merchant {
-            id: other.clone(),
-            name: "Other".into(),
-            status: "active".into(),
-            default_currency: jinliu_domain::Currency::Twd,
-            timezone: "Asia/Taipei".into(),
-            created_at: now,
-            updated_at: now,
-        })
+        .create_merchant(&jinliu_domain::Merchant::new(
+            other.clone(),
+            "Other",
+            jinliu_domain::Currency::Twd,
+            "Asia/Taipei",
+            now,
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (_, key) = app

@@ -7,6 +7,7 @@ mod bad_input;
 mod flows;
 mod idempotency;
 mod keys;
+mod merchant;
 mod providers;
 mod secrets_in_logs;
 mod spec;
@@ -78,6 +79,16 @@ pub const MASTER_KEY: &str = "7e3a9c1f5b2d4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e
 /// The secret test servers check seed 000's `X-Signature` relay notifications with.
 pub const NOTIFY_SECRET: &str = "test-notify-secret";
 
+/// A request with the route table's `method`; anything but GET carries an empty JSON body.
+pub fn request(client: &reqwest::Client, method: &axum::http::Method, url: String) -> reqwest::RequestBuilder {
+    let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+    if m == reqwest::Method::GET {
+        client.get(url)
+    } else {
+        client.request(m, url).json(&json!({}))
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -119,15 +130,13 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
     let app = jinliu_server::build_with_store(config, store.clone()).unwrap_or_else(|e| panic!("build: {e}"));
     let now = chrono::Utc::now();
-    let merchant = jinliu_domain::Merchant {
-        id: app.config.merchant_id.clone(),
-        name: "Test shop".into(),
-        status: "active".into(),
-        default_currency: jinliu_domain::Currency::Twd,
-        timezone: "Asia/Taipei".into(),
-        created_at: now,
-        updated_at: now,
-    };
+    let merchant = jinliu_domain::Merchant::new(
+        app.config.merchant_id.clone(),
+        "Test shop",
+        jinliu_domain::Currency::Twd,
+        "Asia/Taipei",
+        now,
+    );
     store
         .create_merchant(&merchant)
         .await

@@ -12,6 +12,8 @@ pub struct Model {
     pub status: String,
     pub default_currency: String,
     pub timezone: String,
+    pub settings: Option<String>,
+    pub notify_secret: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
