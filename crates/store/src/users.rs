@@ -89,6 +89,55 @@ impl Store {
             .await
     }
 
+    /// A merchant's users, oldest first.
+    pub async fn users_of_merchant(&self, merchant: &MerchantId) -> Result<Vec<User>, StoreError> {
+        use sea_orm::QueryOrder;
+        users::Entity::find()
+            .filter(users::Column::MerchantId.eq(merchant.as_str()))
+            .order_by_asc(users::Column::Id)
+            .all(self.read())
+            .await?
+            .into_iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    /// Sets a merchant user's role and status. `NotFound` when the merchant has no such user.
+    pub async fn update_user_access(
+        &self,
+        merchant: &MerchantId,
+        id: &UserId,
+        role: Role,
+        status: &str,
+    ) -> Result<User, StoreError> {
+        let spec = AuditSpec::new(
+            "user.update",
+            |u: &User| Some(AuditTarget::user(u)),
+            AuditTarget::id_only("user", id.as_str()),
+        );
+        let (merchant, id, status) = (merchant.clone(), id.clone(), status.to_owned());
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                let res = users::Entity::update_many()
+                    .col_expr(users::Column::Role, Expr::value(role.as_str()))
+                    .col_expr(users::Column::Status, Expr::value(status.as_str()))
+                    .filter(users::Column::Id.eq(id.as_str()))
+                    .filter(users::Column::MerchantId.eq(merchant.as_str()))
+                    .exec(txn)
+                    .await?;
+                if res.rows_affected == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                let row = users::Entity::find_by_id(id.to_string())
+                    .one(txn)
+                    .await?
+                    .ok_or(StoreError::NotFound("user"))?;
+                user_from_row(row)
+            })
+        })
+        .await
+    }
+
     /// The user with this (lower-case) email.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         users::Entity::find()

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod routes;
+pub mod users;
 pub mod validate;
 
 use axum::Router;

@@ -15,7 +15,7 @@ use jinliu_store::audit::current_audit_context;
 use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
-use super::{audit, auth, keys, merchant, notify, orders, payments};
+use super::{audit, auth, keys, merchant, notify, orders, payments, users};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -127,6 +127,28 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(Method::GET, "/audit", Need(AuditRead), "The merchant's audit log"),
             get(audit::list),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/users",
+                Need(UsersManage),
+                "Create a user in the merchant",
+            ),
+            post(users::create),
+        ),
+        (
+            spec(Method::GET, "/users", Need(UsersManage), "The merchant's users"),
+            get(users::list),
+        ),
+        (
+            spec(
+                Method::PATCH,
+                "/users/{id}",
+                Need(UsersManage),
+                "Change a user's role or status",
+            ),
+            patch(users::update),
         ),
         (
             spec(

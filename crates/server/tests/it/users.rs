@@ -547,3 +547,196 @@ async fn login_attempts_are_rate_limited_per_account() {
             .is_some_and(|s| s >= 1)
     );
 }
+
+async fn send_as(app: &TestApp, method: reqwest::Method, path: &str, bearer: &str, body: Value) -> Answer {
+    app.send(
+        app.anon
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(bearer)
+            .json(&body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_merchant_admin_creates_lists_and_disables_staff_and_a_disabled_user_is_locked_out_at_once() {
+    let app = spawn_app().await;
+    let made = app
+        .post(
+            "/api/users",
+            json!({ "email": "Finance@Example.com", "password": PASSWORD, "role": "finance" }),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    assert_eq!(made.data()["email"], "finance@example.com");
+    assert_eq!(made.data()["merchantId"], app.state.config.merchant_id.as_str());
+    assert!(!made.text.contains("argon2"), "no password hash in answers");
+    let id = made.id();
+    let session = login(&app, "finance@example.com", PASSWORD).await;
+    assert_eq!(session.status, 200);
+    let token = token_of(&session);
+    assert_eq!(get_with(&app, "/api/orders", &token, None).await.status, 200);
+
+    let listed = app.get("/api/users").await;
+    assert!(
+        listed
+            .data()
+            .as_array()
+            .is_some_and(|a| a.iter().any(|u| u["id"] == id.as_str()))
+    );
+
+    let off = send_as(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/users/{id}"),
+        &app.secret_key,
+        json!({ "status": "disabled" }),
+    )
+    .await;
+    assert_eq!(
+        (off.status, &off.data()["status"]),
+        (200, &json!("disabled")),
+        "{:?}",
+        off.body
+    );
+    assert_eq!(
+        get_with(&app, "/api/orders", &token, None).await.status,
+        401,
+        "the live token dies at once"
+    );
+    assert_eq!(login(&app, "finance@example.com", PASSWORD).await.status, 401);
+    let audited = app.get(&format!("/api/audit?targetId={id}")).await.data()["items"].to_string();
+    assert!(
+        audited.contains("user.update") && audited.contains("user.create"),
+        "{audited}"
+    );
+}
+
+#[tokio::test]
+async fn nobody_can_hand_out_more_than_they_hold_or_name_another_merchant() {
+    let app = spawn_app().await;
+    for (body, status) in [
+        (
+            json!({ "email": "a@example.com", "password": PASSWORD, "role": "platform_admin" }),
+            403,
+        ),
+        (
+            json!({ "email": "a@example.com", "password": PASSWORD, "role": "viewer", "merchantId": "mer_0000000000000000000000000000000b" }),
+            400,
+        ),
+        (
+            json!({ "email": "a@example.com", "password": PASSWORD, "role": "viewer", "status": "active" }),
+            400,
+        ),
+        (
+            json!({ "email": "a@example.com", "password": PASSWORD, "role": "wizard" }),
+            422,
+        ),
+        (
+            json!({ "email": "a@example.com", "password": "short1", "role": "viewer" }),
+            422,
+        ),
+        (
+            json!({ "email": "not-an-email", "password": PASSWORD, "role": "viewer" }),
+            422,
+        ),
+    ] {
+        let a = app.post("/api/users", body.clone()).await;
+        assert_eq!(a.status, status, "{body}: {:?}", a.body);
+    }
+    assert_eq!(app.get("/api/users").await.data(), &json!([]), "nothing was created");
+    let first = app
+        .post(
+            "/api/users",
+            json!({ "email": "v@example.com", "password": PASSWORD, "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(first.status, 201);
+    let again = app
+        .post(
+            "/api/users",
+            json!({ "email": "V@example.com", "password": PASSWORD, "role": "viewer" }),
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (409, "email_taken"));
+
+    // A key that may only manage users holds none of a viewer's permissions: it grants nothing.
+    let restricted = app.post("/api/keys", json!({ "permissions": ["users:manage"] })).await;
+    let key = restricted.data()["secret"].as_str().unwrap_or_default().to_owned();
+    let a = send_as(
+        &app,
+        reqwest::Method::POST,
+        "/api/users",
+        &key,
+        json!({ "email": "b@example.com", "password": PASSWORD, "role": "viewer" }),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (403, "permission_denied"));
+    let a = send_as(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/users/{}", first.id()),
+        &key,
+        json!({ "role": "merchant_admin" }),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (403, "permission_denied"), "nor promote anyone");
+
+    // Another merchant's admin sees this merchant's user as missing.
+    let other = MerchantId::generate();
+    app.store
+        .create_merchant(&jinliu_domain::Merchant::new(
+            other.clone(),
+            "Other",
+            jinliu_domain::Currency::Twd,
+            "Asia/Taipei",
+            chrono::Utc::now(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    user(&app, "admin@other.example", Role::MerchantAdmin, Some(other)).await;
+    let theirs = token_of(&login(&app, "admin@other.example", PASSWORD).await);
+    let a = send_as(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/users/{}", first.id()),
+        &theirs,
+        json!({ "status": "disabled" }),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let listed = get_with(&app, "/api/users", &theirs, None).await;
+    assert!(!listed.text.contains("v@example.com"));
+}
+
+#[tokio::test]
+async fn a_user_cannot_change_their_own_role_or_status() {
+    let app = spawn_app().await;
+    user(
+        &app,
+        "boss@example.com",
+        Role::MerchantAdmin,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let token = token_of(&login(&app, "boss@example.com", PASSWORD).await);
+    let me = get_with(&app, "/api/auth/profile", &token, None).await.id();
+    let a = send_as(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/users/{me}"),
+        &token,
+        json!({ "status": "disabled" }),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (403, "permission_denied"));
+    let a = send_as(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/users/{me}"),
+        &token,
+        json!({ "role": "viewer" }),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+}
