@@ -139,6 +139,9 @@ pub enum AuthError {
     /// A platform admin must name the merchant it acts on (`Jinliu-Merchant`).
     #[error("merchant required")]
     MerchantRequired,
+    /// `Jinliu-Mode` names a mode other than the key's.
+    #[error("mode mismatch")]
+    ModeMismatch,
     /// The store could not be asked.
     #[error("store: {0}")]
     Store(String),
@@ -330,12 +333,43 @@ impl Auth {
         merchant: Option<&str>,
         now: Timestamp,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_in_mode(store, header, merchant, None, now).await
+    }
+
+    /// [`authenticate`](Auth::authenticate) with the `Jinliu-Mode` header: a user's session works
+    /// in the mode it names (test by default); a key's mode is its own, and naming the other one
+    /// is refused rather than ignored.
+    pub async fn authenticate_in_mode(
+        &self,
+        store: &Store,
+        header: Option<&str>,
+        merchant: Option<&str>,
+        livemode: Option<bool>,
+        now: Timestamp,
+    ) -> Result<Principal, AuthError> {
+        let principal = self.principal(store, header, merchant, livemode, now).await?;
+        match (livemode, &principal.actor) {
+            (Some(mode), Actor::Key { .. }) if mode != principal.livemode => Err(AuthError::ModeMismatch),
+            _ => Ok(principal),
+        }
+    }
+
+    async fn principal(
+        &self,
+        store: &Store,
+        header: Option<&str>,
+        merchant: Option<&str>,
+        livemode: Option<bool>,
+        now: Timestamp,
+    ) -> Result<Principal, AuthError> {
         let token = Self::bearer(header)?;
         if token.len() > 4096 {
             return Err(AuthError::Invalid);
         }
         if ApiKeyKind::of_key(token).is_none() {
-            return self.authenticate_user(store, header, merchant, now).await;
+            return self
+                .authenticate_user(store, header, merchant, livemode.unwrap_or(false), now)
+                .await;
         }
         let hash = self.hash(token);
         if let Some(p) = self.cached(&hash, now) {
@@ -375,6 +409,7 @@ impl Auth {
         store: &Store,
         header: Option<&str>,
         merchant: Option<&str>,
+        livemode: bool,
         now: Timestamp,
     ) -> Result<Principal, AuthError> {
         let UserSession { user } = self.user_session(store, header, now).await?;
@@ -398,8 +433,7 @@ impl Auth {
         Ok(Principal {
             merchant,
             merchant_id,
-            // Dashboard sessions work in test mode until mode switching arrives.
-            livemode: false,
+            livemode,
             actor: Actor::User {
                 id: user.id.clone(),
                 role: user.role,

@@ -152,8 +152,49 @@ fn invalid() -> ApiError {
     )
 }
 
+/// What a login is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A program: access tokens live `JINLIU_JWT_EXPIRES_IN`, refresh tokens 30 days.
+    Api,
+    /// A person at the dashboard: short access tokens, and an idle timeout.
+    Dashboard,
+}
+
+/// Dashboard logins: access-token lifetime and idle timeout (OWASP ASVS 3.3.2).
+const DASHBOARD_SECS: i64 = 15 * 60;
+/// Marks a dashboard login's family id, so a refresh keeps the login's kind.
+const DASHBOARD_FAMILY: &str = "dash_";
+
+impl SessionKind {
+    fn of_family(family: &str) -> SessionKind {
+        if family.starts_with(DASHBOARD_FAMILY) {
+            SessionKind::Dashboard
+        } else {
+            SessionKind::Api
+        }
+    }
+
+    fn new_family(self) -> String {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        match self {
+            SessionKind::Api => id,
+            SessionKind::Dashboard => format!("{DASHBOARD_FAMILY}{id}"),
+        }
+    }
+}
+
 async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Session, ApiError> {
     let now = app.clock.now();
+    // A dashboard login lives only while it is used: each refresh token expires 15 minutes
+    // after it was issued, and every refresh issues the next one.
+    let (access_secs, refresh_expires) = match SessionKind::of_family(&family) {
+        SessionKind::Api => (app.config.jwt_expires_in_secs, now + Duration::days(REFRESH_DAYS)),
+        SessionKind::Dashboard => (
+            DASHBOARD_SECS.min(app.config.jwt_expires_in_secs),
+            now + Duration::seconds(DASHBOARD_SECS),
+        ),
+    };
     let family_id = family.clone();
     let refresh = new_refresh_token();
     app.store
@@ -162,7 +203,7 @@ async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Se
                 token_hash: app.auth.hash(&refresh),
                 user_id: user.id.clone(),
                 family,
-                expires_at: now + Duration::days(REFRESH_DAYS),
+                expires_at: refresh_expires,
                 used_at: None,
                 revoked_at: None,
             },
@@ -170,11 +211,9 @@ async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Se
         )
         .await?;
     Ok(Session {
-        access_token: app
-            .auth
-            .access_token(&user.id, &family_id, now, app.config.jwt_expires_in_secs),
+        access_token: app.auth.access_token(&user.id, &family_id, now, access_secs),
         token_type: "Bearer",
-        expires_in: app.config.jwt_expires_in_secs,
+        expires_in: access_secs,
         refresh_token: refresh,
         user: user_view(user),
     })
@@ -192,8 +231,14 @@ fn new_refresh_token() -> String {
 
 /// Email + password (+ TOTP) → a session. Attempts count towards a lockout; an unknown email
 /// or a locked account costs the same argon2 work and gets the same answer as a wrong password.
-pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&str>) -> Result<Session, ApiError> {
-    let result = attempt_login(app, email, password, totp).await;
+pub async fn login(
+    app: &AppState,
+    email: &str,
+    password: &str,
+    totp: Option<&str>,
+    kind: SessionKind,
+) -> Result<Session, ApiError> {
+    let result = attempt_login(app, email, password, totp, kind).await;
     if let Err(e) = &result {
         // Failed logins are audited (PCI DSS 10.2.1.4) under the email that was tried: the
         // account may not exist, and the row must not say whether it does.
@@ -210,7 +255,13 @@ pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&st
     result
 }
 
-async fn attempt_login(app: &AppState, email: &str, password: &str, totp: Option<&str>) -> Result<Session, ApiError> {
+async fn attempt_login(
+    app: &AppState,
+    email: &str,
+    password: &str,
+    totp: Option<&str>,
+    kind: SessionKind,
+) -> Result<Session, ApiError> {
     let now = app.clock.now();
     let user = app.store.user_by_email(&email.trim().to_lowercase()).await?;
     // The attempt is counted before the password is checked, atomically, so parallel guesses
@@ -265,8 +316,7 @@ async fn attempt_login(app: &AppState, email: &str, password: &str, totp: Option
     };
     let ctx = jinliu_store::audit::current_audit_context().as_actor(actor, user.merchant_id.clone());
     jinliu_store::with_audit_context(ctx, app.store.record_login_success(&user.id, now)).await?;
-    let family = uuid::Uuid::now_v7().simple().to_string();
-    issue_session(app, &user, family).await
+    issue_session(app, &user, kind.new_family()).await
 }
 
 fn totp_aad(id: &UserId) -> String {

@@ -14,6 +14,7 @@ use super::dto::ok;
 use super::error::ApiError;
 use super::extract::{ApiJson, PeerIp};
 use super::idempotency::respond;
+use super::validate;
 use crate::auth::UserSession;
 use crate::state::AppState;
 use crate::users;
@@ -29,6 +30,11 @@ pub struct LoginBody {
     /// TOTP code or recovery code: required for platform admins and users who enabled TOTP.
     #[serde(default)]
     pub totp: Option<String>,
+    /// `api` (default: access tokens live `JINLIU_JWT_EXPIRES_IN`, refresh tokens 30 days) or
+    /// `dashboard` (15-minute access tokens, and the login ends after 15 minutes without a
+    /// refresh).
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// `POST /api/auth/refresh` and `/logout`.
@@ -74,7 +80,17 @@ pub async fn login(
         )
         .with_details(serde_json::json!({ "retryAfterSeconds": wait })));
     }
-    let session = users::login(&app, &b.email, &b.password, b.totp.as_deref()).await?;
+    let kind = match b.session.as_deref() {
+        None | Some("api") => users::SessionKind::Api,
+        Some("dashboard") => users::SessionKind::Dashboard,
+        Some(other) => {
+            return Err(validate::failed(
+                "session",
+                &format!("must be api or dashboard, not {other:?}"),
+            ));
+        }
+    };
+    let session = users::login(&app, &b.email, &b.password, b.totp.as_deref(), kind).await?;
     Ok(respond(ok(200, session, Some("登入成功"))))
 }
 

@@ -331,6 +331,11 @@ fn refusal(e: AuthError, wanted: &str, invalid: &str) -> Response {
             "merchant_required",
             "a platform admin names the merchant it acts on in the Jinliu-Merchant header",
         ),
+        AuthError::ModeMismatch => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "mode_mismatch",
+            "a key works in its own mode only: drop Jinliu-Mode or use the other mode's key",
+        ),
         AuthError::Store(e) => ApiError::internal(e),
     }
     .into_response()
@@ -340,9 +345,22 @@ fn refusal(e: AuthError, wanted: &str, invalid: &str) -> Response {
 /// handler's `Caller` extractor in the request's extensions.
 async fn require(State((app, permission)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
     let merchant = req.headers().get("jinliu-merchant").and_then(|v| v.to_str().ok());
+    let livemode = match req.headers().get("jinliu-mode").map(|v| v.to_str().unwrap_or("")) {
+        None => None,
+        Some("test") => Some(false),
+        Some("live") => Some(true),
+        Some(_) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_mode",
+                "Jinliu-Mode must be test or live",
+            )
+            .into_response();
+        }
+    };
     let principal = match app
         .auth
-        .authenticate(&app.store, authorization(&req), merchant, app.clock.now())
+        .authenticate_in_mode(&app.store, authorization(&req), merchant, livemode, app.clock.now())
         .await
     {
         Ok(p) => p,
@@ -454,7 +472,12 @@ and a single-use refresh token: each refresh returns a new pair, and presenting 
 revokes that login. Access tokens carry their login (`sid`): after a logout or a detected reuse they stop working \
 too. Keys and logins work only for an existing, active merchant. A user's permissions are its role's (below); a platform admin names the merchant it acts \
 on in `Jinliu-Merchant` (400 `merchant_required` otherwise); a merchant user acts for its own merchant only. \
-User sessions work in test mode.\n\
+A user's session works in test mode unless a request sends `Jinliu-Mode: live`; a key works in its own mode, \
+and `Jinliu-Mode` naming the other one answers 400 `mode_mismatch`. A login with `\"session\":\"dashboard\"` \
+gets 15-minute access tokens and an idle timeout: each refresh token expires 15 minutes after it was issued \
+(OWASP ASVS 3.3.2); the default `api` session keeps `JINLIU_JWT_EXPIRES_IN` and 30-day refresh tokens. \
+Staff are managed at `/api/users` (`users:manage`): nobody grants or manages a role with permissions they \
+lack, changes their own account, or creates a platform admin over HTTP.\n\
 - **TOTP** (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; each code works once): required for platform admins, \
 who are enrolled when created; optional for others (`/api/auth/mfa/setup` with the password again, then `/api/auth/mfa/confirm` with a \
 first code, which returns ten single-use recovery codes). Login then needs `totp` (a code or a recovery code). \

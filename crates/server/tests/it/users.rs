@@ -740,3 +740,101 @@ async fn a_user_cannot_change_their_own_role_or_status() {
     .await;
     assert_eq!(a.status, 403);
 }
+
+#[tokio::test]
+async fn a_dashboard_login_gets_short_tokens_and_an_idle_timeout_while_an_api_login_keeps_the_long_ones() {
+    let app = spawn_app().await;
+    user(
+        &app,
+        "desk@example.com",
+        Role::Support,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let login_as = |session: Option<&'static str>| {
+        app.send(
+            app.anon
+                .post(format!("{}/api/auth/login", app.base))
+                .json(&json!({ "email": "desk@example.com", "password": PASSWORD, "session": session })),
+        )
+    };
+    let refresh_life = |a: &Answer| {
+        let token = a.data()["refreshToken"].as_str().unwrap_or_default().to_owned();
+        let app = &app;
+        async move {
+            let stored = app
+                .store
+                .refresh_token(&app.state.auth.hash(&token))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no refresh token"));
+            (stored.expires_at - chrono::Utc::now()).num_minutes()
+        }
+    };
+    let dash = login_as(Some("dashboard")).await;
+    assert_eq!(dash.status, 200, "{:?}", dash.body);
+    assert_eq!(dash.data()["expiresIn"], 900);
+    assert!(
+        (14..=15).contains(&refresh_life(&dash).await),
+        "15 minutes without a refresh ends it"
+    );
+    let next = app
+        .send(
+            app.anon
+                .post(format!("{}/api/auth/refresh", app.base))
+                .json(&json!({ "refreshToken": dash.data()["refreshToken"] })),
+        )
+        .await;
+    assert_eq!(
+        next.data()["expiresIn"],
+        900,
+        "a refresh keeps the login a dashboard login"
+    );
+    assert!((14..=15).contains(&refresh_life(&next).await));
+
+    let api = login_as(None).await;
+    assert_eq!(api.data()["expiresIn"], 86_400);
+    assert!(refresh_life(&api).await > 29 * 24 * 60);
+    let bad = login_as(Some("forever")).await;
+    assert_eq!((bad.status, bad.code()), (422, "validation_failed"));
+}
+
+#[tokio::test]
+async fn jinliu_mode_switches_a_users_session_but_never_a_keys() {
+    let app = spawn_app().await;
+    app.order("5", "TWD").await;
+    user(
+        &app,
+        "ops@example.com",
+        Role::Viewer,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let token = token_of(&login(&app, "ops@example.com", PASSWORD).await);
+    let orders = |bearer: String, mode: Option<&'static str>| {
+        let mut req = app.anon.get(format!("{}/api/orders", app.base)).bearer_auth(bearer);
+        if let Some(m) = mode {
+            req = req.header("jinliu-mode", m);
+        }
+        app.send(req)
+    };
+    assert_eq!(
+        orders(token.clone(), None).await.data()["total"],
+        1,
+        "test mode by default"
+    );
+    assert_eq!(
+        orders(token.clone(), Some("live")).await.data()["total"],
+        0,
+        "live mode sees no test orders"
+    );
+    let bad = orders(token, Some("prod")).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_mode"));
+    let key = orders(app.secret_key.clone(), Some("live")).await;
+    assert_eq!(
+        (key.status, key.code()),
+        (400, "mode_mismatch"),
+        "a test key stays a test key"
+    );
+    assert_eq!(orders(app.secret_key.clone(), Some("test")).await.status, 200);
+}
