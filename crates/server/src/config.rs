@@ -90,6 +90,10 @@ pub struct Config {
     /// Access token lifetime in seconds (`JINLIU_JWT_EXPIRES_IN`: `24h` — seed 004's default —
     /// `15m`, `3600s` or plain seconds).
     pub jwt_expires_in_secs: i64,
+    /// The built checkout front end, served at `/pay/…`, `/assets/…` and `/js/…`
+    /// (`JINLIU_WEB_DIR` / `--web-dir`, default `./web/dist`). Read from disk at request time, so
+    /// `cargo build` needs no Node; when it is missing those paths say how to build it.
+    pub web_dir: PathBuf,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -148,6 +152,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--database-url URL`
     pub database_url: Option<String>,
+    /// `--web-dir DIR`
+    pub web_dir: Option<PathBuf>,
 }
 
 /// A configuration value was wrong.
@@ -193,6 +199,7 @@ struct FileConfig {
     sync_after_secs: Option<i64>,
     sync_interval_ms: Option<u64>,
     jwt_expires_in: Option<String>,
+    web_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -442,7 +449,14 @@ impl Config {
                     "must be a duration like 24h, 15m or 3600s, between 1 minute and 30 days",
                 )
             })?;
+        let web_dir = o
+            .web_dir
+            .clone()
+            .or_else(|| env("JINLIU_WEB_DIR").filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or(file.web_dir)
+            .unwrap_or_else(|| PathBuf::from("web/dist"));
         Ok(Config {
+            web_dir,
             jwt_expires_in_secs,
             master_key,
             sandbox_url,

@@ -232,6 +232,8 @@ pub struct PaymentDto {
     pub qr_code_data: Option<String>,
     /// Unlocks this payment's public view for the browser.
     pub client_secret: String,
+    /// The hosted checkout page for the customer: `{JINLIU_PUBLIC_URL}/pay/{id}?clientSecret=…`.
+    pub checkout_url: String,
     /// The provider's id for this payment.
     pub provider_reference: Option<String>,
     /// The provider's transaction id, once the money moved.
@@ -274,10 +276,18 @@ pub struct PaymentDto {
     pub updated_at: String,
 }
 
-impl From<&Payment> for PaymentDto {
-    fn from(p: &Payment) -> Self {
+/// The hosted checkout page of a payment. The client secret is URL-safe by construction
+/// (`pay_…_secret_` + alphanumerics), so it goes into the query string as it is.
+pub fn checkout_url(public_url: &str, p: &Payment) -> String {
+    format!("{public_url}/pay/{}?clientSecret={}", p.id, p.client_secret)
+}
+
+impl PaymentDto {
+    /// Renders a payment; `public_url` is `JINLIU_PUBLIC_URL`, the base of `checkoutUrl`.
+    pub fn new(p: &Payment, public_url: &str) -> Self {
         let cur = p.amount.currency();
         PaymentDto {
+            checkout_url: checkout_url(public_url, p),
             id: p.id.to_string(),
             order_id: p.order_id.to_string(),
             provider: p.provider.clone(),

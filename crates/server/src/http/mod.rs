@@ -15,8 +15,10 @@ pub mod notify;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod qr;
 pub mod routes;
 pub mod validate;
+pub mod web;
 
 use axum::Router;
 use axum::body::Body;
@@ -46,7 +48,8 @@ pub fn router(app: AppState) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::json()) }),
         )
         .nest("/api", routes::api(&app))
-        .merge(routes::api(&app));
+        .merge(routes::api(&app))
+        .merge(web::routes(&app.config.web_dir));
     // The sandboxes answer like the providers they imitate (their own error formats, injected
     // 5xx), so they sit outside jinliu's middleware.
     let sandboxes = app

@@ -202,6 +202,15 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         (
             spec(
+                Method::GET,
+                "/payments/{id}/qr.svg",
+                ClientSecret,
+                "The QR code of the payment's customer URL (SVG)",
+            ),
+            get(payments::qr_svg),
+        ),
+        (
+            spec(
                 Method::POST,
                 "/payments/notify",
                 ProviderSignature,
@@ -246,8 +255,16 @@ pub fn api(app: &AppState) -> Router<AppState> {
         let handler = match route.access {
             Access::Need(p) => handler.layer(middleware::from_fn_with_state((app.clone(), p), require)),
             Access::User => handler.layer(middleware::from_fn_with_state(app.clone(), require_user)),
-            // Checked by the handler itself, on the raw body or the query string.
-            Access::ProviderSignature | Access::ClientSecret | Access::Public => handler,
+            // The client secret is checked by the handler. These are the routes a merchant's own
+            // page calls through jinliu.js (another origin), so they answer any origin; no
+            // credentials are allowed cross-origin, so a merchant key can never ride along.
+            Access::ClientSecret => handler.layer(
+                tower_http::cors::CorsLayer::new()
+                    .allow_origin(tower_http::cors::Any)
+                    .allow_methods([Method::GET]),
+            ),
+            // Checked by the handler itself, on the raw body.
+            Access::ProviderSignature | Access::Public => handler,
         };
         router = router.route(route.path, handler);
     }
@@ -401,8 +418,11 @@ the browser only the payment id and client secret.\n\n\
     s.push_str("\n## Routes\n\n");
     s.push_str(&markdown());
     s.push_str(
-        "\nAlso public: `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/openapi.json`, and the sandboxes under \
-`/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n",
+        "\nRoutes marked with the `clientSecret` answer any origin (CORS `*`, no credentials), because a merchant's \
+own page calls them through `jinliu.js`.\n\n\
+Also public: `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/openapi.json`, the checkout front end \
+(`GET /pay/{paymentId}`, `/assets/…`, `/js/jinliu.js`: static files; the page's data needs the `clientSecret`), \
+and the sandboxes under `/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n",
     );
     s
 }

@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod checkout;
 mod flows;
 mod idempotency;
 mod keys;
