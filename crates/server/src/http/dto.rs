@@ -323,6 +323,77 @@ impl PaymentDto {
     }
 }
 
+/// A payment's public view: what the customer's browser may see with the payment's
+/// `clientSecret` (the checkout page, polling, live status). No contact data, metadata, client
+/// secret or provider references: a leaked page URL must not leak the customer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicPaymentDto {
+    /// `pay_…`
+    pub id: String,
+    /// The order it pays.
+    pub order_id: String,
+    /// The merchant's display name.
+    pub merchant_name: String,
+    /// Shown to the customer.
+    pub description: Option<String>,
+    /// Provider id.
+    pub provider: String,
+    /// Payment method.
+    pub method: String,
+    /// Major units.
+    #[serde(serialize_with = "serialize_amount")]
+    #[schema(value_type = f64)]
+    pub amount: (i64, Currency),
+    /// ISO 4217.
+    #[schema(value_type = String)]
+    pub currency: Currency,
+    /// pending, processing, completed, failed, expired, cancelled, partially_refunded, refunded.
+    pub status: &'static str,
+    /// Token to type into the provider's app.
+    pub payment_token: Option<String>,
+    /// JSON text with at least `url` (what the QR code encodes).
+    pub qr_code_data: Option<String>,
+    /// When the customer can no longer pay.
+    pub expires_at: String,
+    /// Increases on every change.
+    pub version: i64,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+    /// Test or live.
+    pub livemode: bool,
+    /// After-success redirect.
+    pub success_url: Option<String>,
+    /// After-failure redirect.
+    pub failure_url: Option<String>,
+}
+
+impl PublicPaymentDto {
+    /// The public view of `p`, whose merchant is called `merchant_name`.
+    pub fn new(p: &Payment, merchant_name: String) -> Self {
+        let cur = p.amount.currency();
+        PublicPaymentDto {
+            id: p.id.to_string(),
+            order_id: p.order_id.to_string(),
+            merchant_name,
+            description: p.description.clone(),
+            provider: p.provider.clone(),
+            method: p.method.clone(),
+            amount: (p.amount.minor(), cur),
+            currency: cur,
+            status: p.status.as_str(),
+            payment_token: p.payment_token.clone(),
+            qr_code_data: p.qr_code_data.clone(),
+            expires_at: format_time(p.expires_at),
+            version: p.version,
+            updated_at: format_time(p.updated_at),
+            livemode: p.livemode,
+            success_url: p.success_url.clone(),
+            failure_url: p.failure_url.clone(),
+        }
+    }
+}
+
 /// A refund as returned.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

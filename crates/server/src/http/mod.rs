@@ -18,6 +18,7 @@ pub mod payments;
 pub mod qr;
 pub mod routes;
 pub mod validate;
+pub mod watch;
 pub mod web;
 
 use axum::Router;

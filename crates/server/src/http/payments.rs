@@ -5,12 +5,13 @@ use axum::response::Response;
 use jinliu_domain::{Currency, OrderId, Payment, PaymentId, Refund, RefundId};
 use jinliu_store::StoredResponse;
 
-use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, RefundBody, RefundDto, ok};
+use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, PublicPaymentDto, RefundBody, RefundDto, ok};
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, IdempotencyKey};
 use super::idempotency::{self, respond};
 use super::qr;
 use super::validate;
+use super::watch::{self, Watched, Watcher};
 use crate::service::{self, PaymentRequest};
 use crate::state::AppState;
 
@@ -91,21 +92,27 @@ pub async fn create(
     .await)
 }
 
-/// Get one payment (seed 004 shape).
-#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments", params(("id" = String, Path, description = "pay_…")),
-    responses((status = 200, description = "The payment", body = PaymentDto), (status = 404, description = "No such payment")))]
+/// Get one payment: the merchant's full view (seed 004 shape) with merchant credentials, or the
+/// public view with the payment's `clientSecret` (the checkout page polls this).
+#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"),
+        ("clientSecret" = Option<String>, Query, description = "The payment's client secret: answers the public view without merchant credentials")),
+    responses((status = 200, description = "The payment (merchant credentials)", body = PaymentDto),
+        (status = 200, description = "The public view (clientSecret)", body = PublicPaymentDto),
+        (status = 404, description = "No such payment, or a wrong client secret")))]
 pub async fn get(
     State(app): State<AppState>,
-    Caller(scope): Caller,
+    watcher: Watcher,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ClientSecretQuery>,
 ) -> Result<Response, ApiError> {
-    let id = payment_id(&id)?;
-    let p = app
-        .store
-        .payment(&scope, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment"))?;
-    Ok(respond(render_payment(&app, 200, None)(&p)))
+    Ok(match watcher.payment(&app, &id, q.client_secret.as_deref()).await? {
+        Watched::Full(p) => respond(render_payment(&app, 200, None)(&p)),
+        Watched::Public(p) => {
+            let name = watch::merchant_name(&app, &p).await?;
+            respond(ok(200, PublicPaymentDto::new(&p, name), None))
+        }
+    })
 }
 
 /// Cancel a pending payment.
