@@ -11,7 +11,8 @@ const root = resolve(import.meta.dirname, '..', '..')
 
 /** The binary: JINLIU_BIN, else the newest of target/{debug,release}/jinliu. */
 function binary() {
-  if (process.env.JINLIU_BIN) return process.env.JINLIU_BIN
+  // Relative to where the tests were started (make runs them in web/).
+  if (process.env.JINLIU_BIN) return resolve(process.env.JINLIU_BIN)
   for (const p of ['target/debug/jinliu', 'target/release/jinliu']) {
     if (existsSync(join(root, p))) return join(root, p)
   }
@@ -41,6 +42,7 @@ export async function until(check, ms, what) {
       const v = await check()
       if (v) return v
     } catch (e) {
+      if (e?.fatal) throw e
       last = e
     }
     await new Promise((r) => setTimeout(r, 50))
@@ -62,15 +64,32 @@ export async function startJinliu(extraEnv = {}) {
       JINLIU_PUBLIC_URL: base,
       JINLIU_SANDBOX: 'true',
       JINLIU_WEB_DIR: join(root, 'web', 'dist'),
+      // TPay and ECPay send nothing when a payment lapses: jinliu finds out by asking them
+      // (status sync). Ask at once and look for due work often, so the expiry tests see it.
+      JINLIU_SYNC_AFTER_SECS: '0',
+      JINLIU_SYNC_INTERVAL_MS: '200',
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   child.stdout.on('data', (d) => log.push(String(d)))
   child.stderr.on('data', (d) => log.push(String(d)))
-  const exited = new Promise((r) => child.on('exit', r))
+  let spawnError = null
+  child.on('error', (e) => (spawnError = e))
+  const exited = new Promise((r) => {
+    child.on('exit', r)
+    child.on('error', r)
+  })
   try {
-    await until(async () => (await fetch(`${base}/health`)).ok, 30_000, `${base}/health`)
+    await until(
+      async () => {
+        if (spawnError) throw Object.assign(new Error(`cannot start ${binary()}: ${spawnError.message}`), { fatal: true })
+        if (child.exitCode !== null) throw Object.assign(new Error(`jinliu exited with ${child.exitCode}`), { fatal: true })
+        return (await fetch(`${base}/health`)).ok
+      },
+      30_000,
+      `${base}/health`,
+    )
     const credsPath = join(dataDir, 'demo-credentials.json')
     const creds = await until(() => existsSync(credsPath) && JSON.parse(readFileSync(credsPath, 'utf8')), 10_000, credsPath)
     return {
@@ -97,5 +116,36 @@ export async function startJinliu(extraEnv = {}) {
     child.kill('SIGKILL')
     await exited
     throw new Error(`${e.message}\n--- jinliu log ---\n${log.join('')}`)
+  }
+}
+
+/** The example merchant site (examples/merchant-site) on its own port: another origin. */
+export async function startMerchantSite(jl) {
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const log = []
+  const child = spawn(process.execPath, [join(root, 'examples', 'merchant-site', 'server.mjs')], {
+    cwd: root,
+    env: { PATH: process.env.PATH, PORT: String(port), JINLIU_URL: jl.base, JINLIU_SECRET_KEY: jl.secretKey },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  child.stdout.on('data', (d) => log.push(String(d)))
+  child.stderr.on('data', (d) => log.push(String(d)))
+  const exited = new Promise((r) => child.on('exit', r))
+  await until(
+    async () => {
+      if (child.exitCode !== null) throw Object.assign(new Error(`merchant site exited: ${log.join('')}`), { fatal: true })
+      return (await fetch(base)).ok
+    },
+    10_000,
+    base,
+  )
+  return {
+    base,
+    log,
+    async stop() {
+      child.kill('SIGTERM')
+      await exited
+    },
   }
 }
