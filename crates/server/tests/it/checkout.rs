@@ -183,3 +183,48 @@ async fn without_a_built_front_end_the_pay_page_says_how_to_build_it() {
     assert!(text.contains("make web"), "{text}");
     assert!(!text.contains(&dir), "the page names no server path");
 }
+
+#[tokio::test]
+async fn the_public_view_answers_any_origin_but_lets_no_merchant_key_ride_along() {
+    let app = spawn_app().await;
+    let order = app.order("100", "TWD").await;
+    let pay = app.payment(&order, "100", "TWD").await;
+    let secret = pay.data()["clientSecret"].as_str().unwrap_or_default().to_owned();
+    let get = |q: String| {
+        app.anon
+            .get(format!("{}/api/payments/{}{q}", app.base, pay.id()))
+            .header("origin", "https://shop.example")
+            .send()
+    };
+    let ok = get(format!("?clientSecret={secret}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.status(), 200);
+    assert_eq!(header(&ok, "access-control-allow-origin"), "*");
+    let wrong = get("?clientSecret=nope".into()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(wrong.status(), 404);
+    assert_eq!(
+        header(&wrong, "access-control-allow-origin"),
+        "*",
+        "the page on another origin can read the refusal"
+    );
+    // A browser asks before sending `Authorization` cross-origin; the answer does not allow it.
+    let preflight = app
+        .anon
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/payments/{}", app.base, pay.id()),
+        )
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !header(&preflight, "access-control-allow-headers")
+            .to_ascii_lowercase()
+            .contains("authorization")
+    );
+    assert_eq!(header(&preflight, "access-control-allow-credentials"), "");
+}
