@@ -93,52 +93,56 @@ async function expectLive(page, status, outcome, problems, loads, timeout = WAIT
   assert.deepEqual(problems, [], 'no console errors or CSP violations')
 }
 
-for (const provider of Object.keys(PROVIDERS)) {
-  describe(`${provider} checkout`, () => {
-    test(`a ${provider} payment paid in the sandbox turns the open checkout page paid without a reload`, async (t) => {
-      const payment = await createPayment(provider)
-      const { context, page, problems, loads } = await openCheckout(payment)
-      const transport = await page.locator('[data-test=transport]').getAttribute('data-transport')
-      t.diagnostic(`live status via ${transport}`)
-      const amountText = await page.locator('[data-test=amount]').textContent()
-      assert.match(amountText ?? '', new RegExp(PROVIDERS[provider].currency))
-      const tab = await openPayTab(context, page)
-      await tab.locator('#pay').click()
-      await tab.locator('#result').waitFor({ timeout: WAIT })
-      await expectLive(page, 'completed', 'paid', problems, loads)
-      await context.close()
-    })
-
-    test(`a ${provider} payment declined in the sandbox turns the open checkout page failed`, async () => {
-      const payment = await createPayment(provider)
-      const { context, page, problems, loads } = await openCheckout(payment)
-      const tab = await openPayTab(context, page)
-      await tab.locator('#decline').click()
-      await tab.locator('#result').waitFor({ timeout: WAIT })
-      await expectLive(page, 'failed', 'failed', problems, loads)
-      await context.close()
-    })
-
-    test(`a ${provider} payment that expires at the provider turns the open checkout page expired`, async () => {
-      const payment = await createPayment(provider)
-      const { context, page, problems, loads } = await openCheckout(payment)
-      // ECPay and TPay learn of a payment from the customer's form post: open the pay page first.
-      await openPayTab(context, page)
-      const res = await fetch(`${jl.base}/sandbox/${provider}/simulate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ paymentId: payment.id, outcome: 'expired' }),
+// The providers run side by side (each test has its own payment and browser context); most of
+// the time is spent waiting for notifications, polls and status sync, not on the CPU.
+describe('each provider', { concurrency: true }, () => {
+  for (const provider of Object.keys(PROVIDERS)) {
+    describe(`${provider} checkout`, () => {
+      test(`a ${provider} payment paid in the sandbox turns the open checkout page paid without a reload`, async (t) => {
+        const payment = await createPayment(provider)
+        const { context, page, problems, loads } = await openCheckout(payment)
+        const transport = await page.locator('[data-test=transport]').getAttribute('data-transport')
+        t.diagnostic(`live status via ${transport}`)
+        const amountText = await page.locator('[data-test=amount]').textContent()
+        assert.match(amountText ?? '', new RegExp(PROVIDERS[provider].currency))
+        const tab = await openPayTab(context, page)
+        await tab.locator('#pay').click()
+        await tab.locator('#result').waitFor({ timeout: WAIT })
+        await expectLive(page, 'completed', 'paid', problems, loads)
+        await context.close()
       })
-      assert.equal(res.status, 200, await res.text())
-      // Octopus and KPay notify the expiry; TPay and ECPay do not, so jinliu's status sync finds
-      // it on its next query (at most 5 s later with the settings of server.mjs).
-      await expectLive(page, 'expired', 'failed', problems, loads, 30_000)
-      await context.close()
-    })
-  })
-}
 
-describe('the page itself', () => {
+      test(`a ${provider} payment declined in the sandbox turns the open checkout page failed`, async () => {
+        const payment = await createPayment(provider)
+        const { context, page, problems, loads } = await openCheckout(payment)
+        const tab = await openPayTab(context, page)
+        await tab.locator('#decline').click()
+        await tab.locator('#result').waitFor({ timeout: WAIT })
+        await expectLive(page, 'failed', 'failed', problems, loads)
+        await context.close()
+      })
+
+      test(`a ${provider} payment that expires at the provider turns the open checkout page expired`, async () => {
+        const payment = await createPayment(provider)
+        const { context, page, problems, loads } = await openCheckout(payment)
+        // ECPay and TPay learn of a payment from the customer's form post: open the pay page first.
+        await openPayTab(context, page)
+        const res = await fetch(`${jl.base}/sandbox/${provider}/simulate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ paymentId: payment.id, outcome: 'expired' }),
+        })
+        assert.equal(res.status, 200, await res.text())
+        // Octopus and KPay notify the expiry; TPay and ECPay do not, so jinliu's status sync finds
+        // it on its next query (at most 5 s later with the settings of server.mjs).
+        await expectLive(page, 'expired', 'failed', problems, loads, 30_000)
+        await context.close()
+      })
+    })
+  }
+})
+
+describe('the page itself', { concurrency: true }, () => {
   test('after paying, the page sends the customer to the successUrl', async () => {
     const successUrl = `${jl.base}/health?returned=paid`
     const payment = await createPayment('octopus', { successUrl })
