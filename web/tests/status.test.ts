@@ -65,6 +65,15 @@ describe('the customer url', () => {
   it('is read from qrCodeData and survives bad JSON', () => {
     expect(parseQr('{"url":"https://p.example/x","deepLink":"octopus://pay"}').deepLink).toBe('octopus://pay')
     expect(parseQr('not json')).toEqual({})
+    expect(parseQr('[1,2]').url).toBeUndefined()
+  })
+
+  it('keeps only http(s) page links and app links, never script or data urls', () => {
+    expect(parseQr('{"url":"javascript:alert(1)"}').url).toBeUndefined()
+    expect(parseQr('{"url":"data:text/html,x"}').url).toBeUndefined()
+    expect(parseQr('{"deepLink":"JavaScript:alert(1)"}').deepLink).toBeUndefined()
+    expect(parseQr('{"deepLink":"octopus://payment?token=a"}').deepLink).toBe('octopus://payment?token=a')
+    expect(parseQr('{"url":"http://127.0.0.1:8080/sandbox/kpay/pay/x"}').url).toBe('http://127.0.0.1:8080/sandbox/kpay/pay/x')
     expect(parseQr(null)).toEqual({})
   })
 

@@ -101,13 +101,28 @@ export class PaymentClient {
   }
 }
 
-/** `qrCodeData` parsed; an unparsable value yields an empty object. */
+/** `qrCodeData` parsed; an unparsable value yields an empty object. The URLs become links on
+ *  the page, so only an http(s) `url` and an app-scheme `deepLink` are kept: never `javascript:`
+ *  or `data:`, whatever a provider sent. */
 export function parseQr(text: string | null | undefined): QrData {
   if (!text) return {}
+  let v: unknown
   try {
-    const v = JSON.parse(text)
-    return v && typeof v === 'object' ? (v as QrData) : {}
+    v = JSON.parse(text)
   } catch {
     return {}
+  }
+  if (!v || typeof v !== 'object') return {}
+  const o = v as Record<string, unknown>
+  const str = (x: unknown) => (typeof x === 'string' ? x : undefined)
+  const url = str(o.url)
+  const deepLink = str(o.deepLink)
+  return {
+    url: url && /^https?:\/\//i.test(url) ? url : undefined,
+    token: str(o.token),
+    deepLink:
+      deepLink && /^[a-z][a-z0-9+.-]*:/i.test(deepLink) && !/^(javascript|data|vbscript|file):/i.test(deepLink)
+        ? deepLink
+        : undefined,
   }
 }
