@@ -51,7 +51,7 @@ describe('jinliu.js mount', () => {
     const onError = vi.fn()
     mount('#pay', { paymentId: 'pay_1', clientSecret: 's3cr3t', baseUrl: 'http://jinliu.test', locale: 'en', onSuccess, onError })
     await vi.waitFor(() => expect(document.querySelector('[data-jinliu=status]')?.getAttribute('data-status')).toBe('pending'))
-    expect(fetch.mock.calls[0][0]).toBe('http://jinliu.test/api/payments/pay_1?clientSecret=s3cr3t')
+    expect((fetch.mock.calls[0] as unknown[])[0]).toBe('http://jinliu.test/api/payments/pay_1?clientSecret=s3cr3t')
     expect(document.querySelector('img')?.getAttribute('src')).toBe(
       'http://jinliu.test/api/payments/pay_1/qr.svg?clientSecret=s3cr3t',
     )
