@@ -36,6 +36,28 @@ export interface PublicPayment {
   failureUrl?: string | null
 }
 
+/** Every field of the public view, at run time: tests/spec.test.ts checks it against
+ *  docs/api-spec.yaml (`PublicPaymentDto`), so the client cannot drift from the server. */
+export const PUBLIC_PAYMENT_FIELDS = [
+  'id',
+  'orderId',
+  'merchantName',
+  'description',
+  'provider',
+  'method',
+  'amount',
+  'currency',
+  'status',
+  'paymentToken',
+  'qrCodeData',
+  'expiresAt',
+  'version',
+  'updatedAt',
+  'livemode',
+  'successUrl',
+  'failureUrl',
+] as const satisfies readonly (keyof PublicPayment)[]
+
 /** One `paymentUpdate` event (SSE data, Socket.IO payload). */
 export interface PaymentUpdate {
   paymentId: string
