@@ -81,6 +81,8 @@ typed_id!(/// An API key (its id, never the secret).
     ApiKeyId, "key_");
 typed_id!(/// A user.
     UserId, "usr_");
+typed_id!(/// An audit log row.
+    AuditId, "aud_");
 
 /// Crockford's base32 alphabet: no I, L, O or U, so an order number read aloud is unambiguous.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -6,6 +6,7 @@
 //! wire input into these types and back.
 
 pub mod access;
+pub mod audit;
 pub mod event;
 pub mod id;
 pub mod money;
@@ -15,9 +16,10 @@ pub mod refund;
 pub mod settle;
 
 pub use access::{ApiKey, ApiKeyKind, Merchant, Permission, Role, User};
+pub use audit::{AuditActor, AuditContext, AuditTarget};
 pub use event::{EventDraft, EventType};
 pub use id::{
-    ApiKeyId, EventId, MerchantId, OrderId, PaymentId, RefundId, UserId, new_client_secret, new_order_number,
+    ApiKeyId, AuditId, EventId, MerchantId, OrderId, PaymentId, RefundId, UserId, new_client_secret, new_order_number,
     provider_reference,
 };
 pub use money::{AmountError, Currency, MajorAmount, Money};

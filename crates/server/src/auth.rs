@@ -54,6 +54,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The actor of the audit rows this principal causes.
+    pub fn audit_actor(&self) -> jinliu_domain::AuditActor {
+        match &self.actor {
+            Actor::Key { id, .. } => jinliu_domain::AuditActor::Key { id: id.clone() },
+            Actor::User { id, role } => jinliu_domain::AuditActor::User {
+                id: id.clone(),
+                role: *role,
+            },
+        }
+    }
+
     /// The store scope of everything it reads and writes.
     pub fn scope(&self) -> Scope {
         Scope {

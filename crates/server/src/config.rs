@@ -94,6 +94,18 @@ pub struct Config {
     /// (`JINLIU_WEB_DIR` / `--web-dir`, default `./web/dist`). Read from disk at request time, so
     /// `cargo build` needs no Node; when it is missing those paths say how to build it.
     pub web_dir: PathBuf,
+    /// Where the audit sealer appends its signed checkpoints (`JINLIU_AUDIT_CHECKPOINTS`, default
+    /// `<data-dir>/audit-checkpoints.jsonl`). Keep it off the database's disk, or ship it to a log
+    /// sink: it is what proves the log's tail was not cut off.
+    pub audit_checkpoints: PathBuf,
+    /// How often the audit sealer chains new rows (`JINLIU_AUDIT_SEAL_INTERVAL_MS`, default 1000).
+    pub audit_seal_interval_ms: u64,
+    /// Least time between two checkpoints (`JINLIU_AUDIT_CHECKPOINT_SECS`, default 60; 0 = after
+    /// every pass that sealed something).
+    pub audit_checkpoint_secs: u64,
+    /// Audit rows older than this are pruned, in whole checkpointed ranges
+    /// (`JINLIU_AUDIT_RETENTION_DAYS`, default 365: PCI DSS 10.5.1 asks for 12 months).
+    pub audit_retention_days: u64,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -455,8 +467,32 @@ impl Config {
             .or_else(|| env("JINLIU_WEB_DIR").filter(|s| !s.is_empty()).map(PathBuf::from))
             .or(file.web_dir)
             .unwrap_or_else(|| PathBuf::from("web/dist"));
+        let audit_checkpoints = env("JINLIU_AUDIT_CHECKPOINTS")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("audit-checkpoints.jsonl"));
+        let audit_seal_interval_ms = parse_num(
+            env("JINLIU_AUDIT_SEAL_INTERVAL_MS"),
+            "JINLIU_AUDIT_SEAL_INTERVAL_MS",
+            1_000,
+        )?;
+        let audit_checkpoint_secs = parse_num(env("JINLIU_AUDIT_CHECKPOINT_SECS"), "JINLIU_AUDIT_CHECKPOINT_SECS", 60)?;
+        let audit_retention_days = parse_num(env("JINLIU_AUDIT_RETENTION_DAYS"), "JINLIU_AUDIT_RETENTION_DAYS", 365)?;
+        if !(10..=60_000).contains(&audit_seal_interval_ms)
+            || audit_checkpoint_secs > 86_400
+            || !(1..=3_650).contains(&audit_retention_days)
+        {
+            return Err(err(
+                "JINLIU_AUDIT_SEAL_INTERVAL_MS",
+                "audit seal interval must be 10–60000 ms, checkpoint interval 0–86400 s, retention 1–3650 days",
+            ));
+        }
         Ok(Config {
             web_dir,
+            audit_checkpoints,
+            audit_seal_interval_ms,
+            audit_checkpoint_secs,
+            audit_retention_days,
             jwt_expires_in_secs,
             master_key,
             sandbox_url,

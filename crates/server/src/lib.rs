@@ -2,6 +2,7 @@
 //! handlers. `main.rs` is a thin CLI over [`build`] and [`serve`]; tests call the same two
 //! functions on a listener bound to port 0.
 
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;
@@ -80,7 +81,10 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
     let store = open_store(&config).await?;
     store.migrate().await?;
     let app = build_with_store(config, store)?;
-    bootstrap::first_run(&app).await.map_err(StartError::Bootstrap)?;
+    let first_run = bootstrap::first_run(&app);
+    jinliu_store::with_audit_context(jinliu_domain::AuditContext::system("first_run"), first_run)
+        .await
+        .map_err(StartError::Bootstrap)?;
     Ok(app)
 }
 
@@ -101,6 +105,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
     Ok(AppState {
         auth: Arc::new(auth),
         sealer: Arc::new(secrets::Sealer::new(&master)),
+        audit_keys: Arc::new(audit::AuditKeys::new(&master)),
         login_limits: Arc::new(ratelimit::LoginLimits::default()),
         store,
         providers: Arc::new(providers),
@@ -120,6 +125,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
+    let sealer = tokio::spawn(audit::run(app.clone()));
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
@@ -129,6 +135,7 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     sync.abort();
+    sealer.abort();
     result
 }
 

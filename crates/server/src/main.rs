@@ -62,6 +62,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Run only the provider sandboxes (KPay, TPay, Octopus, ECPay), e.g. one shared by several
     /// jinliu nodes that set JINLIU_SANDBOX_URL to it.
     Sandbox {
@@ -101,6 +104,30 @@ enum MerchantCmd {
         /// Print the merchant as one JSON object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Walk the chain and compare it with the checkpoint file; exits 1 at the first edited,
+    /// deleted, reordered or forged row, or a truncated tail.
+    Verify {
+        /// The checkpoint file [env: JINLIU_AUDIT_CHECKPOINTS] [default: <data-dir>/audit-checkpoints.jsonl].
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print every row as one JSON object per line, oldest first (archive before retention).
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Chain the rows committed so far and write a checkpoint now (a running server does this
+    /// every second; this is for a stopped one).
+    Seal {
         #[command(flatten)]
         db: DbArgs,
     },
@@ -196,6 +223,23 @@ async fn admin(
     ))
 }
 
+/// The store, audit keys and configuration for the `jinliu audit` commands.
+async fn audit_admin(
+    overrides: &Overrides,
+    db: DbArgs,
+) -> Result<(jinliu_store::Store, jinliu_server::audit::AuditKeys, Config), String> {
+    let overrides = Overrides {
+        data_dir: db.data_dir,
+        database_url: db.database_url,
+        ..overrides.clone()
+    };
+    let config = Config::load(&overrides).map_err(|e| e.to_string())?;
+    let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let (master, _) = jinliu_server::secrets::MasterKey::load(&config).map_err(|e| e.to_string())?;
+    Ok((store, jinliu_server::audit::AuditKeys::new(&master), config))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -205,7 +249,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // Whatever a command changes is audited as done at the command line.
+    let command = jinliu_store::with_audit_context(jinliu_store::audit::cli_context(), run(cli));
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("jinliu: {message}");
@@ -443,6 +489,52 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 Err(format!("{merchant} has no active key {key}"))
             }
+        }
+        Command::Audit(AuditCmd::Verify { checkpoints, db }) => {
+            let (store, keys, config) = audit_admin(&overrides, db).await?;
+            let path = checkpoints.unwrap_or(config.audit_checkpoints);
+            let v = jinliu_server::audit::verify(&store, &keys, &path)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            match &v.report.problem {
+                None => {
+                    eprintln!(
+                        "audit log intact: {} sealed rows checked against {} checkpoints ({} not sealed yet)",
+                        v.report.checked, v.checkpoints, v.report.unsealed
+                    );
+                    Ok(())
+                }
+                Some(p) => Err(format!("audit log damaged: {}", p.message)),
+            }
+        }
+        Command::Audit(AuditCmd::Export { db }) => {
+            let (store, _, _) = audit_admin(&overrides, db).await?;
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .audit_page(after.as_deref(), 1_000)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                for row in &page {
+                    println!("{}", serde_json::to_string(row).unwrap_or_default());
+                }
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCmd::Seal { db }) => {
+            let (store, keys, config) = audit_admin(&overrides, db).await?;
+            let owner = format!("cli-{}", uuid::Uuid::now_v7().simple());
+            let pass = jinliu_server::audit::seal_now(&store, &keys, &config, &owner)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !pass.leader {
+                return Err("a running jinliu node holds the sealer lease; it seals every second".into());
+            }
+            eprintln!("sealed {} rows; head {:?}", pass.sealed, pass.head.map(|h| h.seq));
+            Ok(())
         }
         Command::Sandbox { listen, public_url } => {
             jinliu_server::telemetry::init("text");

@@ -42,6 +42,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Encryption of secrets at rest.
     pub sealer: Arc<crate::secrets::Sealer>,
+    /// The audit chain's and checkpoints' keys.
+    pub audit_keys: Arc<crate::audit::AuditKeys>,
     /// Login rate limits (per node).
     pub login_limits: Arc<crate::ratelimit::LoginLimits>,
     /// This process's name in work leases (status sync), unique per start.

@@ -26,7 +26,8 @@ pub async fn run(app: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = run_once(&app).await {
+        let pass = jinliu_store::with_audit_context(jinliu_domain::AuditContext::system("status_sync"), run_once(&app));
+        if let Err(e) = pass.await {
             tracing::warn!(error = %e, "status sync tick failed");
         }
     }

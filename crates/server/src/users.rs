@@ -9,7 +9,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::http::StatusCode;
 use chrono::Duration;
 use jinliu_domain::access::check_password_policy;
-use jinliu_domain::{MerchantId, Role, Timestamp, User, UserId};
+use jinliu_domain::{AuditActor, AuditTarget, MerchantId, Role, Timestamp, User, UserId};
 use jinliu_store::{RefreshToken, Store};
 use rand::Rng;
 use serde_json::json;
@@ -193,6 +193,24 @@ fn new_refresh_token() -> String {
 /// Email + password (+ TOTP) → a session. Attempts count towards a lockout; an unknown email
 /// or a locked account costs the same argon2 work and gets the same answer as a wrong password.
 pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&str>) -> Result<Session, ApiError> {
+    let result = attempt_login(app, email, password, totp).await;
+    if let Err(e) = &result {
+        // Failed logins are audited (PCI DSS 10.2.1.4) under the email that was tried: the
+        // account may not exist, and the row must not say whether it does.
+        let target = AuditTarget::id_only("login", format!("email:{}", email.trim().to_lowercase()));
+        let ctx = jinliu_store::audit::current_audit_context();
+        if let Err(err) = app
+            .store
+            .record_audit(&ctx, "user.login", &target, &format!("refused:{}", e.code))
+            .await
+        {
+            tracing::warn!(error = %err, "could not audit a failed login");
+        }
+    }
+    result
+}
+
+async fn attempt_login(app: &AppState, email: &str, password: &str, totp: Option<&str>) -> Result<Session, ApiError> {
     let now = app.clock.now();
     let user = app.store.user_by_email(&email.trim().to_lowercase()).await?;
     // The attempt is counted before the password is checked, atomically, so parallel guesses
@@ -241,7 +259,12 @@ pub async fn login(app: &AppState, email: &str, password: &str, totp: Option<&st
             ));
         }
     }
-    app.store.record_login_success(&user.id, now).await?;
+    let actor = AuditActor::User {
+        id: user.id.clone(),
+        role: user.role,
+    };
+    let ctx = jinliu_store::audit::current_audit_context().as_actor(actor, user.merchant_id.clone());
+    jinliu_store::with_audit_context(ctx, app.store.record_login_success(&user.id, now)).await?;
     let family = uuid::Uuid::now_v7().simple().to_string();
     issue_session(app, &user, family).await
 }

@@ -1,11 +1,12 @@
-//! Merchants and API keys. These are configuration rows, written one statement at a time (not
-//! through the group-commit writer: they are rare and carry no domain events).
+//! Merchants and API keys. These are configuration rows, written one statement (and its audit
+//! row) at a time, not through the group-commit writer: they are rare and carry no domain events.
 
-use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, Currency, Merchant, MerchantId, Permission, Timestamp};
+use jinliu_domain::{ApiKey, ApiKeyId, ApiKeyKind, AuditTarget, Currency, Merchant, MerchantId, Permission, Timestamp};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
+use crate::audit::AuditSpec;
 use crate::convert::{ms, time as from_ms};
 use crate::entity::{api_keys, merchants};
 use crate::error::is_unique_violation;
@@ -53,25 +54,37 @@ fn key_from_row(r: api_keys::Model) -> Result<ApiKey, StoreError> {
 impl Store {
     /// Adds a merchant.
     pub async fn create_merchant(&self, m: &Merchant) -> Result<(), StoreError> {
-        merchants::Entity::insert(merchants::ActiveModel {
-            id: Set(m.id.to_string()),
-            name: Set(m.name.clone()),
-            status: Set(m.status.clone()),
-            default_currency: Set(m.default_currency.code().to_owned()),
-            timezone: Set(m.timezone.clone()),
-            created_at: Set(ms(m.created_at)),
-            updated_at: Set(ms(m.updated_at)),
+        let spec = AuditSpec::new(
+            "merchant.create",
+            |m: &Merchant| Some(AuditTarget::merchant(m)),
+            AuditTarget::id_only("merchant", m.id.as_str()),
+        );
+        let m = m.clone();
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                merchants::Entity::insert(merchants::ActiveModel {
+                    id: Set(m.id.to_string()),
+                    name: Set(m.name.clone()),
+                    status: Set(m.status.clone()),
+                    default_currency: Set(m.default_currency.code().to_owned()),
+                    timezone: Set(m.timezone.clone()),
+                    created_at: Set(ms(m.created_at)),
+                    updated_at: Set(ms(m.updated_at)),
+                })
+                .exec_without_returning(txn)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Corrupt(format!("merchant {} exists", m.id))
+                    } else {
+                        e.into()
+                    }
+                })?;
+                Ok(m)
+            })
         })
-        .exec_without_returning(self.read())
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Corrupt(format!("merchant {} exists", m.id))
-            } else {
-                e.into()
-            }
-        })?;
-        Ok(())
+        .map(|_| ())
     }
 
     /// One merchant.
@@ -90,25 +103,37 @@ impl Store {
 
     /// Stores a new key with the keyed hash of its text.
     pub async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError> {
-        api_keys::Entity::insert(api_keys::ActiveModel {
-            id: Set(key.id.to_string()),
-            merchant_id: Set(key.merchant_id.to_string()),
-            kind: Set(key.kind.as_str().to_owned()),
-            livemode: Set(key.livemode),
-            prefix: Set(key.prefix.clone()),
-            key_hash: Set(key_hash.to_owned()),
-            permissions: Set(key
-                .permissions
-                .as_ref()
-                .map(|ps| ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","))),
-            description: Set(key.description.clone()),
-            expires_at: Set(key.expires_at.map(ms)),
-            revoked_at: Set(key.revoked_at.map(ms)),
-            created_at: Set(ms(key.created_at)),
+        let spec = AuditSpec::new(
+            "key.create",
+            |k: &ApiKey| Some(AuditTarget::api_key(k)),
+            AuditTarget::id_only("api_key", key.id.as_str()),
+        );
+        let (key, key_hash) = (key.clone(), key_hash.to_owned());
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                api_keys::Entity::insert(api_keys::ActiveModel {
+                    id: Set(key.id.to_string()),
+                    merchant_id: Set(key.merchant_id.to_string()),
+                    kind: Set(key.kind.as_str().to_owned()),
+                    livemode: Set(key.livemode),
+                    prefix: Set(key.prefix.clone()),
+                    key_hash: Set(key_hash),
+                    permissions: Set(key
+                        .permissions
+                        .as_ref()
+                        .map(|ps| ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","))),
+                    description: Set(key.description.clone()),
+                    expires_at: Set(key.expires_at.map(ms)),
+                    revoked_at: Set(key.revoked_at.map(ms)),
+                    created_at: Set(ms(key.created_at)),
+                })
+                .exec_without_returning(txn)
+                .await?;
+                Ok(key)
+            })
         })
-        .exec_without_returning(self.read())
-        .await?;
-        Ok(())
+        .await
+        .map(|_| ())
     }
 
     /// The key whose keyed hash is `key_hash`, usable or not.
@@ -141,19 +166,34 @@ impl Store {
         id: &ApiKeyId,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        Ok(api_keys::Entity::update_many()
-            .col_expr(api_keys::Column::RevokedAt, Expr::value(ms(at)))
-            .filter(api_keys::Column::Id.eq(id.as_str()))
-            .filter(api_keys::Column::MerchantId.eq(merchant.as_str()))
-            // Not yet revoked, or revoked later than `at` (a rolled key's overlap can be cut short).
-            .filter(
-                Condition::any()
-                    .add(api_keys::Column::RevokedAt.is_null())
-                    .add(api_keys::Column::RevokedAt.gt(ms(at))),
-            )
-            .exec(self.read())
-            .await?
-            .rows_affected
-            == 1)
+        let target = AuditTarget {
+            detail: serde_json::json!({ "revokedAt": jinliu_domain::format_time(at) }),
+            merchant_id: Some(merchant.clone()),
+            ..AuditTarget::id_only("api_key", id.as_str())
+        };
+        let spec = AuditSpec::new("key.revoke", move |done: &bool| done.then(|| target.clone()), {
+            AuditTarget::id_only("api_key", id.as_str())
+        });
+        let (merchant, id) = (merchant.clone(), id.clone());
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                Ok(api_keys::Entity::update_many()
+                    .col_expr(api_keys::Column::RevokedAt, Expr::value(ms(at)))
+                    .filter(api_keys::Column::Id.eq(id.as_str()))
+                    .filter(api_keys::Column::MerchantId.eq(merchant.as_str()))
+                    // Not yet revoked, or revoked later than `at` (a rolled key's overlap can be
+                    // cut short).
+                    .filter(
+                        Condition::any()
+                            .add(api_keys::Column::RevokedAt.is_null())
+                            .add(api_keys::Column::RevokedAt.gt(ms(at))),
+                    )
+                    .exec(txn)
+                    .await?
+                    .rows_affected
+                    == 1)
+            })
+        })
+        .await
     }
 }

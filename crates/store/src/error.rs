@@ -58,6 +58,17 @@ impl StoreError {
         matches!(self, StoreError::Conflict)
     }
 
+    /// A short code for the audit log's `outcome` (`refused:<code>`).
+    pub(crate) fn audit_code(&self) -> &'static str {
+        match self {
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Transition(_) => "invalid_transition",
+            StoreError::Attempt(_) => "attempt_rejected",
+            StoreError::Refund(_) => "refund_rejected",
+            _ => "error",
+        }
+    }
+
     /// A refusal the client caused (stored with the idempotency key), as opposed to an
     /// infrastructure failure (not stored, so a retry can succeed).
     pub fn is_business(&self) -> bool {

@@ -10,6 +10,7 @@
 //! rolls back another. Nothing outside this crate sees a transaction or a row type.
 
 mod accounts;
+pub mod audit;
 pub mod bench;
 mod convert;
 mod entity;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
 
+pub use audit::{AuditCheckpoint, AuditEntry, AuditFilter, AuditReport, SealPass, with_audit_context};
 pub use error::StoreError;
 pub use idempotency::{IdemRequest, IdempotencyRecord, StoredResponse};
 pub use orders::{OrderFilter, Page};

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003Accounts),
             Box::new(M0004Users),
             Box::new(M0005Mfa),
+            Box::new(M0006Audit),
         ]
     }
 
@@ -667,6 +668,104 @@ impl MigrationTrait for M0005Mfa {
             m.alter_table(Table::alter().table(UsersMfa::Table).add_column(col).to_owned())
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// The audit log and the leases of singleton workers (the audit sealer).
+struct M0006Audit;
+
+impl MigrationName for M0006Audit {
+    fn name(&self) -> &str {
+        "m0006_audit"
+    }
+}
+
+#[derive(DeriveIden)]
+enum AuditLog {
+    Table,
+    Id,
+    Seq,
+    Mac,
+    At,
+    MerchantId,
+    ActorType,
+    ActorId,
+    Role,
+    Action,
+    TargetType,
+    TargetId,
+    Digest,
+    Detail,
+    Outcome,
+    RequestId,
+    Ip,
+    UserAgent,
+}
+
+#[derive(DeriveIden)]
+enum WorkerLeases {
+    Table,
+    Name,
+    Owner,
+    LeaseUntil,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006Audit {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(AuditLog::Table)
+                .col(id_col(AuditLog::Id).primary_key())
+                // Both stay NULL until the sealer chains the row.
+                .col(ColumnDef::new(AuditLog::Seq).big_integer().null())
+                .col(str_null(AuditLog::Mac, 64))
+                .col(int_col(AuditLog::At))
+                .col(str_null(AuditLog::MerchantId, 64))
+                .col(str_col(AuditLog::ActorType, 16))
+                .col(str_null(AuditLog::ActorId, 128))
+                .col(str_null(AuditLog::Role, 32))
+                .col(str_col(AuditLog::Action, 64))
+                .col(str_col(AuditLog::TargetType, 32))
+                .col(str_col(AuditLog::TargetId, 128))
+                .col(str_col(AuditLog::Digest, 64))
+                .col(ColumnDef::new(AuditLog::Detail).text().not_null())
+                .col(str_col(AuditLog::Outcome, 64))
+                .col(str_null(AuditLog::RequestId, 64))
+                .col(str_null(AuditLog::Ip, 64))
+                .col(str_null(AuditLog::UserAgent, 200))
+                .to_owned(),
+        )
+        .await?;
+        // Unique: two sealers (a lease lost mid-batch) can never give one number twice.
+        m.create_index(
+            Index::create()
+                .name("audit_log_seq")
+                .table(AuditLog::Table)
+                .col(AuditLog::Seq)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("audit_log_merchant_at")
+                .table(AuditLog::Table)
+                .col(AuditLog::MerchantId)
+                .col(AuditLog::At)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(WorkerLeases::Table)
+                .col(str_col(WorkerLeases::Name, 64).primary_key())
+                .col(str_col(WorkerLeases::Owner, 128))
+                .col(int_col(WorkerLeases::LeaseUntil))
+                .to_owned(),
+        )
+        .await?;
         Ok(())
     }
 }

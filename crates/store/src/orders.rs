@@ -1,9 +1,10 @@
 //! Orders: creation, cancellation, lookup and listing.
 
 use jinliu_domain::settle::cancel_order;
-use jinliu_domain::{NewOrder, Order, OrderId, OrderStatus, Timestamp, new_order_number};
+use jinliu_domain::{AuditTarget, NewOrder, Order, OrderId, OrderStatus, Timestamp, new_order_number};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use crate::audit::AuditSpec;
 use crate::convert::{order_from_row, order_to_row};
 use crate::entity::orders;
 use crate::error::{found, is_unique_violation};
@@ -86,7 +87,17 @@ impl Store {
                 Ok(order)
             })
         });
-        self.writer().submit(w, idem).await
+        self.writer()
+            .submit_audited(
+                w,
+                idem,
+                Some(AuditSpec::new(
+                    "order.create",
+                    |o: &Order| Some(AuditTarget::order(o)),
+                    AuditTarget::id_only("order", "new"),
+                )),
+            )
+            .await
     }
 
     /// Cancels a pending order and its open payment attempts.
@@ -97,6 +108,7 @@ impl Store {
         now: Timestamp,
         idem: Option<IdemRequest<Order>>,
     ) -> Result<Order, StoreError> {
+        let hint = AuditTarget::id_only("order", id.as_str());
         let (scope, id) = (scope.clone(), id.clone());
         let w = work(move |txn| {
             let (scope, id) = (scope.clone(), id.clone());
@@ -116,7 +128,17 @@ impl Store {
                 Ok(order)
             })
         });
-        self.writer().submit(w, idem).await
+        self.writer()
+            .submit_audited(
+                w,
+                idem,
+                Some(AuditSpec::new(
+                    "order.cancel",
+                    |o: &Order| Some(AuditTarget::order(o)),
+                    hint,
+                )),
+            )
+            .await
     }
 
     /// One order in the caller's scope.

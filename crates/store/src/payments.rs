@@ -1,9 +1,10 @@
 //! Payments: new attempts, provider-driven transitions, lookup.
 
 use jinliu_domain::settle::{complete_attempt, new_attempt};
-use jinliu_domain::{OrderId, Payment, PaymentId, Timestamp};
+use jinliu_domain::{AuditTarget, OrderId, Payment, PaymentId, Timestamp};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
+use crate::audit::AuditSpec;
 use crate::convert::{payment_from_row, payment_to_row};
 use crate::entity::{payments, provider_notifications};
 use crate::error::{found, is_unique_violation};
@@ -31,6 +32,19 @@ pub enum PaymentChange {
     Expire,
     /// The merchant (or the customer) gave up.
     Cancel,
+}
+
+impl PaymentChange {
+    /// The audit log's action name.
+    fn audit_action(&self) -> &'static str {
+        match self {
+            PaymentChange::Processing => "payment.processing",
+            PaymentChange::Complete { .. } => "payment.complete",
+            PaymentChange::Fail => "payment.fail",
+            PaymentChange::Expire => "payment.expire",
+            PaymentChange::Cancel => "payment.cancel",
+        }
+    }
 }
 
 pub(crate) async fn load_payment<C: ConnectionTrait>(
@@ -125,6 +139,7 @@ impl Store {
         payment: Payment,
         idem: Option<IdemRequest<Payment>>,
     ) -> Result<Payment, StoreError> {
+        let hint = AuditTarget::id_only("payment", payment.id.as_str());
         let scope = scope.clone();
         let sync_delay = self.sync_delay_ms();
         let w = work(move |txn| {
@@ -168,7 +183,17 @@ impl Store {
                 Ok(payment)
             })
         });
-        self.writer().submit(w, idem).await
+        self.writer()
+            .submit_audited(
+                w,
+                idem,
+                Some(AuditSpec::new(
+                    "payment.create",
+                    |p: &Payment| Some(AuditTarget::payment(p)),
+                    hint,
+                )),
+            )
+            .await
     }
 
     /// Applies `change` to a payment. With a scope the payment must belong to it (merchant
@@ -182,12 +207,17 @@ impl Store {
         now: Timestamp,
         idem: Option<IdemRequest<Payment>>,
     ) -> Result<Payment, StoreError> {
+        let spec = AuditSpec::new(
+            change.audit_action(),
+            |p: &Payment| Some(AuditTarget::payment(p)),
+            AuditTarget::id_only("payment", id.as_str()),
+        );
         let (scope, id) = (scope.cloned(), id.clone());
         let w = work(move |txn| {
             let (scope, id, change) = (scope.clone(), id.clone(), change.clone());
             Box::pin(async move { apply_change(txn, scope.as_ref(), &id, change, now).await })
         });
-        self.writer().submit(w, idem).await
+        self.writer().submit_audited(w, idem, Some(spec)).await
     }
 
     /// Applies a provider notification's `change` once: the notification's key is recorded in the
@@ -200,6 +230,12 @@ impl Store {
         change: PaymentChange,
         now: Timestamp,
     ) -> Result<Option<Payment>, StoreError> {
+        // A duplicate is recorded as `no_change`, so the log shows every notification received.
+        let spec = AuditSpec::new(
+            "payment.notification",
+            |p: &Option<Payment>| p.as_ref().map(AuditTarget::payment),
+            AuditTarget::id_only("payment", id.as_str()),
+        );
         let id = id.clone();
         let w = work(move |txn| {
             let (id, key, change) = (id.clone(), key.clone(), change.clone());
@@ -230,7 +266,7 @@ impl Store {
                 apply_change(txn, None, &id, change, now).await.map(Some)
             })
         });
-        self.writer().submit(w, None).await
+        self.writer().submit_audited(w, None, Some(spec)).await
     }
 
     /// A payment by id alone, for callers that proved their right another way (a client secret,

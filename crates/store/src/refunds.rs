@@ -2,9 +2,10 @@
 
 use jinliu_domain::payment::RefundRejected;
 use jinliu_domain::settle::{settle_refund, start_refund};
-use jinliu_domain::{Money, Payment, PaymentId, Refund, RefundId, Timestamp};
+use jinliu_domain::{AuditTarget, Money, Payment, PaymentId, Refund, RefundId, Timestamp};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
+use crate::audit::AuditSpec;
 use crate::convert::{refund_from_row, refund_to_row};
 use crate::entity::refunds;
 use crate::error::found;
@@ -41,6 +42,11 @@ impl Store {
         now: Timestamp,
         idem: Option<IdemRequest<(Refund, Payment)>>,
     ) -> Result<(Refund, Payment), StoreError> {
+        let spec = AuditSpec::new(
+            "refund.create",
+            |(r, _): &(Refund, Payment)| Some(AuditTarget::refund(r)),
+            AuditTarget::id_only("payment", payment_id.as_str()),
+        );
         let (scope, payment_id) = (scope.clone(), payment_id.clone());
         let sync_delay = self.sync_delay_ms();
         let w = work(move |txn| {
@@ -85,7 +91,7 @@ impl Store {
                 Ok((refund, payment))
             })
         });
-        self.writer().submit(w, idem).await
+        self.writer().submit_audited(w, idem, Some(spec)).await
     }
 
     /// Records the provider's answer to a refund: `Ok(provider reference)` or `Err(reason)`.
@@ -96,6 +102,11 @@ impl Store {
         now: Timestamp,
         idem: Option<IdemRequest<Refund>>,
     ) -> Result<Refund, StoreError> {
+        let spec = AuditSpec::new(
+            "refund.settle",
+            |r: &Refund| Some(AuditTarget::refund(r)),
+            AuditTarget::id_only("refund", refund_id.as_str()),
+        );
         let refund_id = refund_id.clone();
         let w = work(move |txn| {
             let (refund_id, outcome) = (refund_id.clone(), outcome.clone());
@@ -115,7 +126,7 @@ impl Store {
                 Ok(refund)
             })
         });
-        self.writer().submit(w, idem).await
+        self.writer().submit_audited(w, idem, Some(spec)).await
     }
 
     /// One refund in the caller's scope.

@@ -1,11 +1,12 @@
 //! Users and refresh tokens. Login bookkeeping (failure counts, lockout) is written with
 //! conditional single statements so two nodes counting failures at once never lose one.
 
-use jinliu_domain::{MerchantId, Role, Timestamp, User, UserId};
+use jinliu_domain::{AuditTarget, MerchantId, Role, Timestamp, User, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
+use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
 use crate::entity::{refresh_tokens, users};
 use crate::error::is_unique_violation;
@@ -47,32 +48,45 @@ pub struct RefreshToken {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// Inserts a user; `Ok(false)` when the email is taken.
+async fn insert_user<C: ConnectionTrait>(conn: &C, u: &User) -> Result<bool, StoreError> {
+    let res = users::Entity::insert(users::ActiveModel {
+        id: Set(u.id.to_string()),
+        email: Set(u.email.clone()),
+        password_hash: Set(u.password_hash.clone()),
+        role: Set(u.role.as_str().to_owned()),
+        merchant_id: Set(u.merchant_id.as_ref().map(|m| m.to_string())),
+        status: Set(u.status.clone()),
+        failed_logins: Set(u.failed_logins),
+        locked_until: Set(u.locked_until.map(ms)),
+        last_login_at: Set(u.last_login_at.map(ms)),
+        created_at: Set(ms(u.created_at)),
+        totp_secret: Set(u.totp_secret.clone()),
+        totp_enabled: Set(u.totp_enabled),
+        totp_last_step: Set(u.totp_last_step),
+        recovery_codes: Set(u.recovery_codes.clone()),
+    })
+    .exec_without_returning(conn)
+    .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     /// Adds a user; `Ok(false)` when the email is taken.
     pub async fn create_user(&self, u: &User) -> Result<bool, StoreError> {
-        let res = users::Entity::insert(users::ActiveModel {
-            id: Set(u.id.to_string()),
-            email: Set(u.email.clone()),
-            password_hash: Set(u.password_hash.clone()),
-            role: Set(u.role.as_str().to_owned()),
-            merchant_id: Set(u.merchant_id.as_ref().map(|m| m.to_string())),
-            status: Set(u.status.clone()),
-            failed_logins: Set(u.failed_logins),
-            locked_until: Set(u.locked_until.map(ms)),
-            last_login_at: Set(u.last_login_at.map(ms)),
-            created_at: Set(ms(u.created_at)),
-            totp_secret: Set(u.totp_secret.clone()),
-            totp_enabled: Set(u.totp_enabled),
-            totp_last_step: Set(u.totp_last_step),
-            recovery_codes: Set(u.recovery_codes.clone()),
-        })
-        .exec_without_returning(self.read())
-        .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        let target = AuditTarget::user(u);
+        let spec = AuditSpec::new(
+            "user.create",
+            move |created: &bool| created.then(|| target.clone()),
+            AuditTarget::id_only("user", u.id.as_str()),
+        );
+        let u = u.clone();
+        self.audited_txn(spec, move |txn| Box::pin(async move { insert_user(txn, &u).await }))
+            .await
     }
 
     /// The user with this (lower-case) email.
@@ -142,14 +156,26 @@ impl Store {
 
     /// A successful login: failures reset, time recorded.
     pub async fn record_login_success(&self, id: &UserId, now: Timestamp) -> Result<(), StoreError> {
-        users::Entity::update_many()
-            .col_expr(users::Column::FailedLogins, Expr::value(0_i64))
-            .col_expr(users::Column::LockedUntil, Expr::value(Option::<i64>::None))
-            .col_expr(users::Column::LastLoginAt, Expr::value(ms(now)))
-            .filter(users::Column::Id.eq(id.as_str()))
-            .exec(self.read())
-            .await?;
-        Ok(())
+        let target = AuditTarget::id_only("user", id.as_str());
+        let spec = AuditSpec::new(
+            "user.login",
+            move |_: &()| Some(target.clone()),
+            AuditTarget::id_only("user", ""),
+        );
+        let id = id.clone();
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                users::Entity::update_many()
+                    .col_expr(users::Column::FailedLogins, Expr::value(0_i64))
+                    .col_expr(users::Column::LockedUntil, Expr::value(Option::<i64>::None))
+                    .col_expr(users::Column::LastLoginAt, Expr::value(ms(now)))
+                    .filter(users::Column::Id.eq(id.as_str()))
+                    .exec(txn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Sets a user's TOTP state: the sealed secret, whether it is required, and the recovery
@@ -161,15 +187,31 @@ impl Store {
         enabled: bool,
         recovery_codes: Option<String>,
     ) -> Result<(), StoreError> {
-        users::Entity::update_many()
-            .col_expr(users::Column::TotpSecret, Expr::value(sealed_secret))
-            .col_expr(users::Column::TotpEnabled, Expr::value(enabled))
-            .col_expr(users::Column::RecoveryCodes, Expr::value(recovery_codes))
-            .col_expr(users::Column::TotpLastStep, Expr::value(0_i64))
-            .filter(users::Column::Id.eq(id.as_str()))
-            .exec(self.read())
-            .await?;
-        Ok(())
+        let target = AuditTarget {
+            detail: serde_json::json!({ "totpEnabled": enabled }),
+            ..AuditTarget::id_only("user", id.as_str())
+        };
+        let action = if enabled { "user.mfa_enable" } else { "user.mfa_setup" };
+        let spec = AuditSpec::new(
+            action,
+            move |_: &()| Some(target.clone()),
+            AuditTarget::id_only("user", ""),
+        );
+        let id = id.clone();
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                users::Entity::update_many()
+                    .col_expr(users::Column::TotpSecret, Expr::value(sealed_secret))
+                    .col_expr(users::Column::TotpEnabled, Expr::value(enabled))
+                    .col_expr(users::Column::RecoveryCodes, Expr::value(recovery_codes))
+                    .col_expr(users::Column::TotpLastStep, Expr::value(0_i64))
+                    .filter(users::Column::Id.eq(id.as_str()))
+                    .exec(txn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Spends a TOTP step: `false` when this step (or a later one) was already used, on any node.
@@ -257,12 +299,25 @@ impl Store {
 
     /// Revokes every token of a login (logout, or a rotated token presented again).
     pub async fn revoke_refresh_family(&self, family: &str, now: Timestamp) -> Result<(), StoreError> {
-        refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(ms(now)))
-            .filter(refresh_tokens::Column::Family.eq(family))
-            .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(self.read())
-            .await?;
-        Ok(())
+        // The family id is a random handle of the login, not a credential: safe to log.
+        let target = AuditTarget::id_only("session", family);
+        let spec = AuditSpec::new(
+            "session.revoke",
+            move |_: &()| Some(target.clone()),
+            AuditTarget::id_only("session", ""),
+        );
+        let family = family.to_owned();
+        self.audited_txn(spec, move |txn| {
+            Box::pin(async move {
+                refresh_tokens::Entity::update_many()
+                    .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(ms(now)))
+                    .filter(refresh_tokens::Column::Family.eq(family.as_str()))
+                    .filter(refresh_tokens::Column::RevokedAt.is_null())
+                    .exec(txn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

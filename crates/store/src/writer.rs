@@ -22,6 +22,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::audit::AuditSpec;
 use crate::idempotency::{self, IdemRequest};
 use crate::{Backend, StoreError};
 
@@ -53,6 +54,7 @@ trait Job: Send {
 struct UnitJob<T> {
     work: Work<T>,
     idem: Option<IdemRequest<T>>,
+    audit: Option<AuditSpec<T>>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -75,6 +77,11 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                         Some(idem) => idempotency::record_success(&sp, idem, &value).await,
                         None => Ok(()),
                     };
+                    // The audit row commits or rolls back with the change it describes.
+                    let recorded = match (recorded, &self.audit) {
+                        (Ok(()), Some(audit)) => audit.record_success(&sp, &value).await,
+                        (other, _) => other,
+                    };
                     match recorded {
                         Ok(()) => match sp.commit().await {
                             Ok(()) => break Ok(value),
@@ -94,6 +101,17 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     }
                     if e.is_retryable() && attempt < MAX_ATTEMPTS {
                         continue;
+                    }
+                    if e.is_business()
+                        && let Some(audit) = &self.audit
+                    {
+                        // A refusal is recorded too (outcome `refused:…`), outside the rolled-back
+                        // savepoint, in the batch's transaction.
+                        match audit.record_refusal(txn, &e).await {
+                            Ok(()) => {}
+                            Err(StoreError::TransactionAborted) => break Err(StoreError::TransactionAborted),
+                            Err(store_err) => tracing::warn!(error = %store_err, "could not audit a refusal"),
+                        }
                     }
                     if let Some(idem) = self.idem.take() {
                         // A business refusal is the request's answer and is kept with its key.
@@ -195,10 +213,22 @@ impl Writer {
         work: Work<T>,
         idem: Option<IdemRequest<T>>,
     ) -> Result<T, StoreError> {
+        self.submit_audited(work, idem, None).await
+    }
+
+    /// Queues a unit of work whose success or refusal is written to the audit log in the same
+    /// transaction, and waits for its committed result.
+    pub(crate) async fn submit_audited<T: Send + Sync + 'static>(
+        &self,
+        work: Work<T>,
+        idem: Option<IdemRequest<T>>,
+        audit: Option<AuditSpec<T>>,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(UnitJob {
             work,
             idem,
+            audit,
             outcome: None,
             reply,
         });

@@ -5,12 +5,12 @@ use std::future::Future;
 
 use chrono::{Duration, Utc};
 use jinliu_domain::{
-    Currency, MerchantId, Money, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus,
-    RefundStatus, Timestamp, new_client_secret,
+    ApiKeyId, AuditActor, AuditContext, Currency, MerchantId, Money, NewOrder, Order, OrderId, OrderStatus, Payment,
+    PaymentId, PaymentStatus, RefundStatus, Timestamp, new_client_secret,
 };
 use jinliu_store::{
-    IdemRequest, IdempotencyRecord, NotificationKey, OrderFilter, PaymentChange, Scope, Store, StoreConfig, StoreError,
-    StoredResponse, SyncKind,
+    AuditCheckpoint, AuditFilter, IdemRequest, IdempotencyRecord, NotificationKey, OrderFilter, PaymentChange, Scope,
+    Store, StoreConfig, StoreError, StoredResponse, SyncKind,
 };
 use jinliu_testkit::{Engine, TestDb, engines};
 
@@ -58,6 +58,10 @@ conformance!(
     the_same_provider_notification_applies_once_but_a_new_status_gets_through,
     a_due_sync_job_is_leased_to_exactly_one_node,
     an_exclusive_refund_waits_for_the_pending_one_and_sync_waits_for_its_request,
+    mutations_and_refusals_are_audited_with_the_request_that_made_them,
+    the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows,
+    retention_prunes_whole_sealed_ranges_and_verification_still_passes,
+    one_node_at_a_time_seals_the_audit_log,
 );
 
 fn scope() -> Scope {
@@ -804,4 +808,239 @@ async fn an_exclusive_refund_waits_for_the_pending_one_and_sync_waits_for_its_re
         .start_refund(&s, &p.id, Some(3_000), None, true, now, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+const AUDIT_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn key_context(key: &ApiKeyId) -> AuditContext {
+    AuditContext {
+        actor: AuditActor::Key { id: key.clone() },
+        merchant_id: Some(scope().merchant_id),
+        request_id: Some("req-1".into()),
+        ip: Some("203.0.113.9".into()),
+        user_agent: Some("curl/8".into()),
+    }
+}
+
+/// Runs raw SQL against the test database, as an attacker with database access would.
+async fn tamper(url: &str, sql: &str) {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    db.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    db.close().await.unwrap_or_else(|e| panic!("close: {e}"));
+}
+
+/// Seals everything committed so far and returns the head.
+async fn seal_all(store: &Store) -> AuditCheckpoint {
+    let pass = store
+        .seal_audit(AUDIT_KEY, "node-a", Utc::now(), 30_000, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(pass.leader);
+    store
+        .audit_head()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no head"))
+}
+
+async fn verify(store: &Store, checkpoints: &[AuditCheckpoint]) -> jinliu_store::AuditReport {
+    store
+        .verify_audit(AUDIT_KEY, checkpoints)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn mutations_and_refusals_are_audited_with_the_request_that_made_them(store: Store, _url: String) {
+    let key = ApiKeyId::generate();
+    let (order, payment) = jinliu_store::with_audit_context(key_context(&key), paid_order(&store, 10)).await;
+    let refused = jinliu_store::with_audit_context(
+        key_context(&key),
+        store.start_refund(&scope(), &payment.id, Some(1_100), None, false, Utc::now(), None),
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::Refund(_))), "{refused:?}");
+    let rows = store
+        .audit_entries(&AuditFilter {
+            merchant_id: Some(scope().merchant_id),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let actions: Vec<(&str, &str)> = rows
+        .iter()
+        .rev()
+        .map(|r| (r.action.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("order.create", "ok"),
+            ("payment.create", "ok"),
+            ("payment.complete", "ok"),
+            ("refund.create", "refused:refund_rejected"),
+        ]
+    );
+    let create = &rows[rows.len() - 1];
+    assert_eq!(create.target_id, order.id.as_str());
+    assert_eq!(create.actor_type, "key");
+    assert_eq!(create.actor_id.as_deref(), Some(key.as_str()));
+    assert_eq!(create.request_id.as_deref(), Some("req-1"));
+    assert_eq!(create.ip.as_deref(), Some("203.0.113.9"));
+    assert!(!create.detail.contains("a@example.com"), "no personal data in the log");
+    // Outside any request context a row is still written, and says it is unattributed.
+    paid_order(&store, 5).await;
+    let latest = store
+        .audit_entries(&AuditFilter {
+            limit: 1,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (latest[0].actor_type.as_str(), latest[0].actor_id.as_deref()),
+        ("system", Some("unattributed"))
+    );
+    let other = store
+        .audit_entries(&AuditFilter {
+            merchant_id: Some(MerchantId::generate()),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(other.is_empty(), "another merchant sees none of these rows");
+}
+
+async fn the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows(store: Store, url: String) {
+    for _ in 0..3 {
+        paid_order(&store, 10).await;
+    }
+    let head = seal_all(&store).await;
+    assert_eq!(head.seq, 9);
+    let cps = [head.clone()];
+    let clean = verify(&store, &cps).await;
+    assert_eq!((clean.checked, clean.problem.clone()), (9, None), "{clean:?}");
+
+    // An edited outcome.
+    tamper(&url, "UPDATE audit_log SET outcome = 'refused:not_found' WHERE seq = 3").await;
+    let r = verify(&store, &cps).await;
+    let p = r.problem.unwrap_or_else(|| panic!("edit not detected"));
+    assert_eq!((p.kind, p.seq), ("altered", 3));
+    tamper(&url, "UPDATE audit_log SET outcome = 'ok' WHERE seq = 3").await;
+    assert_eq!(verify(&store, &cps).await.problem, None);
+
+    // Two rows swapped (their numbers exchanged).
+    tamper(&url, "UPDATE audit_log SET seq = -5 WHERE seq = 5").await;
+    tamper(&url, "UPDATE audit_log SET seq = 5 WHERE seq = 6").await;
+    tamper(&url, "UPDATE audit_log SET seq = 6 WHERE seq = -5").await;
+    let p = verify(&store, &cps)
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("swap not detected"));
+    assert_eq!((p.kind, p.seq), ("altered", 5));
+    tamper(&url, "UPDATE audit_log SET seq = -5 WHERE seq = 5").await;
+    tamper(&url, "UPDATE audit_log SET seq = 5 WHERE seq = 6").await;
+    tamper(&url, "UPDATE audit_log SET seq = 6 WHERE seq = -5").await;
+    assert_eq!(verify(&store, &cps).await.problem, None);
+
+    // The last row cut off: only the checkpoint outside the database can tell.
+    tamper(&url, "DELETE FROM audit_log WHERE seq = 9").await;
+    let without_checkpoint = verify(&store, &[]).await;
+    assert_eq!((without_checkpoint.checked, without_checkpoint.problem), (8, None));
+    let p = verify(&store, &cps)
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("truncation not detected"));
+    assert_eq!((p.kind, p.seq), ("truncated", 9));
+
+    // A forged MAC on an edited row does not verify without the key.
+    tamper(
+        &url,
+        "UPDATE audit_log SET action = 'order.view', mac = 'ffff' WHERE seq = 2",
+    )
+    .await;
+    let p = verify(&store, &cps)
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("forgery not detected"));
+    assert_eq!((p.kind, p.seq), ("altered", 2));
+
+    // A row deleted from the middle.
+    tamper(&url, "DELETE FROM audit_log WHERE seq = 2").await;
+    let p = verify(&store, &cps)
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("deletion not detected"));
+    assert_eq!((p.kind, p.seq), ("deleted", 2));
+}
+
+async fn retention_prunes_whole_sealed_ranges_and_verification_still_passes(store: Store, url: String) {
+    for _ in 0..2 {
+        paid_order(&store, 10).await;
+    }
+    let first = seal_all(&store).await;
+    assert_eq!(first.seq, 6);
+    let mid = AuditCheckpoint {
+        seq: 4,
+        mac: store
+            .audit_entry_at(4)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .and_then(|e| e.mac)
+            .unwrap_or_else(|| panic!("no row 4")),
+    };
+    let pruned = store.prune_audit(&mid).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pruned, 3);
+    paid_order(&store, 10).await;
+    let head = seal_all(&store).await;
+    assert_eq!(head.seq, 9, "numbering goes on after a prune");
+    let r = verify(&store, &[mid.clone(), first.clone(), head.clone()]).await;
+    assert_eq!((r.first_seq, r.checked, r.problem), (Some(4), 6, None));
+    // Without the checkpoint that vouches for the first retained row, the gap shows.
+    let r = verify(&store, &[first, head]).await;
+    assert_eq!(r.problem.map(|p| p.kind), Some("unanchored"));
+    // A checkpoint that does not match the row is refused as a pruning point.
+    let bogus = AuditCheckpoint {
+        seq: 5,
+        mac: "00".into(),
+    };
+    assert!(store.prune_audit(&bogus).await.is_err());
+    tamper(&url, "DELETE FROM audit_log WHERE seq = 4").await;
+    let r = verify(&store, &[mid]).await;
+    assert_eq!(
+        r.problem.map(|p| p.kind),
+        Some("unanchored"),
+        "the anchor row itself deleted"
+    );
+}
+
+async fn one_node_at_a_time_seals_the_audit_log(store: Store, url: String) {
+    let other = open(&url).await;
+    paid_order(&store, 10).await;
+    let now = Utc::now();
+    let a = store
+        .seal_audit(AUDIT_KEY, "node-a", now, 30_000, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(a.leader && a.sealed == 3, "{a:?}");
+    paid_order(&store, 10).await;
+    let b = other
+        .seal_audit(AUDIT_KEY, "node-b", now, 30_000, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((b.leader, b.sealed), (false, 0), "node A holds the lease");
+    let later = now + Duration::seconds(31);
+    let b = other
+        .seal_audit(AUDIT_KEY, "node-b", later, 30_000, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(b.leader && b.sealed == 3, "node B takes over an expired lease: {b:?}");
+    let r = verify(&store, &[]).await;
+    assert_eq!((r.checked, r.problem), (6, None));
 }

@@ -4,6 +4,7 @@
 //! `/api` is also served at the root so seed 000's paths (`/orders`, `/payments/refund/:id`)
 //! work unchanged.
 
+pub mod audit;
 pub mod auth;
 pub mod dto;
 pub mod error;
@@ -73,6 +74,7 @@ pub fn router(app: AppState) -> Router {
 /// request id like every other 5xx.
 fn with_middleware(r: Router) -> Router {
     r.layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(audit_context))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
@@ -88,6 +90,26 @@ fn with_middleware(r: Router) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Every request runs inside an audit context carrying its request id, client address and user
+/// agent; the access checks of `routes` name the actor once the credential is known.
+async fn audit_context(req: Request<Body>, next: middleware::Next) -> axum::response::Response {
+    let ctx = audit_context_of(&req);
+    jinliu_store::with_audit_context(ctx, next.run(req)).await
+}
+
+fn audit_context_of(req: &Request<Body>) -> jinliu_domain::AuditContext {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    jinliu_domain::AuditContext {
+        request_id: header(REQUEST_ID.as_str()),
+        ip: req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: header("user-agent"),
+        ..jinliu_domain::AuditContext::bare(jinliu_domain::AuditActor::Anonymous)
+    }
 }
 
 /// Marks a 5xx response whose body is public by design (the readiness probe's), so the scrubber

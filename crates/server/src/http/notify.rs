@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jinliu_domain::{Currency, Money, PaymentId};
+use jinliu_domain::{AuditActor, Currency, Money, PaymentId};
 use jinliu_providers::{InboundNotification, PaymentProvider, ProviderStatus};
 use jinliu_store::NotificationKey;
 use std::sync::Arc;
@@ -42,7 +42,18 @@ async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ack = service::receive_notification(app, &account, &inbound(headers, body)).await?;
+    // Whatever the notification changes is audited as the provider account's doing.
+    let ctx = jinliu_store::audit::current_audit_context().as_actor(
+        AuditActor::Provider {
+            account: account.account().id.clone(),
+        },
+        None,
+    );
+    let ack = jinliu_store::with_audit_context(
+        ctx,
+        service::receive_notification(app, &account, &inbound(headers, body)),
+    )
+    .await?;
     Ok((StatusCode::OK, ack).into_response())
 }
 
@@ -187,7 +198,13 @@ pub async fn seed(
         reference: payment.id.to_string(),
         status_code: n.status.clone(),
     };
-    service::apply_status(&app, &payment, status, Some(key)).await?;
+    let ctx = jinliu_store::audit::current_audit_context().as_actor(
+        AuditActor::Provider {
+            account: "seed-000".into(),
+        },
+        Some(payment.merchant_id.clone()),
+    );
+    jinliu_store::with_audit_context(ctx, service::apply_status(&app, &payment, status, Some(key))).await?;
     Ok((StatusCode::OK, "OK").into_response())
 }
 

@@ -20,7 +20,7 @@ use super::dto::{
     ),
     paths(
         super::auth::login, super::auth::refresh, super::auth::logout, super::auth::profile, super::auth::mfa_setup, super::auth::mfa_confirm,
-        super::keys::create, super::keys::list, super::keys::roll, super::keys::revoke,
+        super::keys::create, super::keys::list, super::keys::roll, super::keys::revoke, super::audit::list,
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout,
@@ -30,7 +30,8 @@ use super::dto::{
     ),
     components(schemas(
         super::auth::LoginBody, super::auth::RefreshBody, super::auth::MfaConfirmBody, super::auth::MfaSetupBody,
-        super::keys::CreateKeyBody, super::keys::RollKeyBody, super::keys::KeyDto,
+        super::keys::CreateKeyBody, super::keys::RollKeyBody, super::keys::KeyDto, super::audit::AuditEntryDto,
+        super::audit::AuditPageDto,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, PublicPaymentDto, RefundDto, ListDto<OrderDto>,
     )),
@@ -38,6 +39,7 @@ use super::dto::{
     tags(
         (name = "auth", description = "Users: login, refresh, logout, profile"),
         (name = "keys", description = "API keys: create, list, roll, revoke"),
+        (name = "audit", description = "The tamper-evident audit log"),
         (name = "orders", description = "Orders (seed 000 and 004 bodies)"),
         (name = "payments", description = "Payments, cancellation and refunds"),
         (name = "notifications", description = "Inbound provider notifications"),

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use chrono::{DateTime, NaiveDate, TimeZone};
 use jinliu_domain::{Currency, Money, NewOrder, Order, OrderId, OrderItem, OrderStatus};
 use jinliu_store::{OrderFilter, StoredResponse};
 use serde_json::json;
@@ -163,22 +162,7 @@ fn parse_filter(app: &AppState, q: &HashMap<String, String>) -> Result<OrderFilt
         None => None,
         Some(s) => Some(OrderId::parse(s).ok_or_else(|| ApiError::bad_request("startingAfter must be an order id"))?),
     };
-    let tz = app.config.timezone;
-    let bound = |name: &str, end_of_day: bool| -> Result<Option<i64>, ApiError> {
-        let Some(v) = q.get(name) else { return Ok(None) };
-        if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-            let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
-            let start = d
-                .and_hms_opt(0, 0, 0)
-                .and_then(|t| tz.from_local_datetime(&t).earliest());
-            return start
-                .map(|t| Some(t.timestamp_millis()))
-                .ok_or_else(|| ApiError::bad_request(format!("{name}: no such local time")));
-        }
-        DateTime::parse_from_rfc3339(v)
-            .map(|t| Some(t.timestamp_millis()))
-            .map_err(|_| ApiError::bad_request(format!("{name} must be YYYY-MM-DD or an RFC 3339 time")))
-    };
+    let bound = |name: &str, end_of_day: bool| validate::time_bound(app.config.timezone, name, q.get(name), end_of_day);
     Ok(OrderFilter {
         status,
         from_ms: bound("from", false)?,

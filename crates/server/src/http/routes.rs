@@ -10,11 +10,13 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use jinliu_domain::Permission;
+use jinliu_domain::{AuditActor, Permission};
+use jinliu_store::audit::current_audit_context;
+use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
 use super::watch::Watcher;
-use super::{auth, keys, notify, orders, payments};
+use super::{audit, auth, keys, notify, orders, payments};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -129,6 +131,10 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(Method::POST, "/keys/{id}/revoke", Need(KeysManage), "Revoke a key now"),
             post(keys::revoke),
+        ),
+        (
+            spec(Method::GET, "/audit", Need(AuditRead), "The merchant's audit log"),
+            get(audit::list),
         ),
         (
             spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),
@@ -349,8 +355,9 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
         .with_details(serde_json::json!({ "required": permission.as_str() }))
         .into_response();
     }
+    let ctx = current_audit_context().as_actor(principal.audit_actor(), Some(principal.merchant_id.clone()));
     req.extensions_mut().insert(Arc::new(principal));
-    next.run(req).await
+    with_audit_context(ctx, next.run(req)).await
 }
 
 /// The watcher rule's credential half: no `Authorization` or a publishable key makes a browser
@@ -397,8 +404,13 @@ async fn require_user(State(app): State<AppState>, mut req: Request, next: Next)
         .await
     {
         Ok(session) => {
+            let actor = AuditActor::User {
+                id: session.user.id.clone(),
+                role: session.user.role,
+            };
+            let ctx = current_audit_context().as_actor(actor, session.user.merchant_id.clone());
             req.extensions_mut().insert(Arc::new(session));
-            next.run(req).await
+            with_audit_context(ctx, next.run(req)).await
         }
         Err(e) => refusal(e, "access token", "the access token is invalid or expired"),
     }
@@ -419,6 +431,33 @@ pub fn markdown() -> String {
     }
     s
 }
+
+/// The audit log section of docs/security.md.
+const AUDIT_DOC: &str = "\n## Audit log\n\n\
+Every change made through the API, the command line or a worker writes one audit row **in the same \
+database transaction** as the change: time, actor (`user`, `key`, `provider`, `cli`, `system` or `anonymous`, \
+with the user or key id and the user's role), merchant, action (`payment.create`, `refund.create`, \
+`key.revoke`, `user.login`, …), target type and id, a redacted summary of the target after the change with its \
+SHA-256 digest (statuses, versions, amounts; never a secret, key hash, password or customer contact), outcome \
+(`ok`, `no_change`, or `refused:<code>` for a business refusal), request id, client address and user agent. \
+Inbound provider notifications are recorded as the provider account's actions (duplicates as `no_change`), \
+failed logins under the email tried (without saying whether it exists), and outbound provider calls through \
+the change they cause (`payment.create` names the provider account, `refund.settle` records its answer).\n\n\
+**Tamper evidence.** A single sealer (whichever node holds the `audit_sealer` lease) numbers committed rows \
+(`seq`) and chains them: each row's MAC is `HMAC-SHA256(chain key, previous MAC ‖ every field, length-prefixed)`, \
+the key derived from the master key and never stored in the database. After a pass that moved the head, at \
+most every `JINLIU_AUDIT_CHECKPOINT_SECS` (60), it appends a signed checkpoint `{seq, mac, at, sig}` to \
+`JINLIU_AUDIT_CHECKPOINTS` (default `<data-dir>/audit-checkpoints.jsonl`, 0600), outside the database. \
+`jinliu audit verify` walks the chain and reports the first edited, reordered or forged row (`altered`), a \
+missing row (`deleted`), rows cut off the end (`truncated`, caught by a checkpoint) or a start no checkpoint \
+vouches for (`unanchored`); a checkpoint line whose signature fails is itself reported. Rows are sealed about \
+a second after they commit; a row deleted before that is not detectable.\n\n\
+**Retention** (`JINLIU_AUDIT_RETENTION_DAYS`, default 365 — PCI DSS 10.5.1): once an hour the sealer deletes \
+the sealed rows before the newest checkpoint older than the cut-off; the checkpointed row stays as the anchor, \
+so verification still passes. `jinliu audit export` prints every row as JSON lines for archiving first.\n\n\
+**Reading it**: `GET /api/audit` (`audit:read`) lists the caller's merchant's rows, newest first, filtered by \
+`actor`, `action`, `targetType`, `targetId`, `from`, `to`, with a `before` cursor. Rows of platform staff \
+actions without a merchant (failed logins, say) are read with `jinliu audit export`.\n";
 
 /// The whole of docs/security.md.
 pub fn security_doc() -> String {
@@ -477,6 +516,7 @@ the browser only the payment id and client secret.\n\n\
         let ps: Vec<String> = r.permissions().iter().map(|p| format!("`{p}`")).collect();
         s.push_str(&format!("| `{}` | {} |\n", r.as_str(), ps.join(", ")));
     }
+    s.push_str(AUDIT_DOC);
     s.push_str("\n## Routes\n\n");
     s.push_str(&markdown());
     s.push_str(

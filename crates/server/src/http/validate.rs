@@ -100,3 +100,28 @@ pub fn url(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
         None => Ok(None),
     }
 }
+
+/// A `from` / `to` query bound as unix milliseconds: `YYYY-MM-DD` in the business time zone `tz`
+/// (the start of that day, or of the next day when `end_of_day`, so a whole day is included), or
+/// an RFC 3339 time.
+pub fn time_bound(
+    tz: chrono_tz::Tz,
+    name: &str,
+    value: Option<&String>,
+    end_of_day: bool,
+) -> Result<Option<i64>, ApiError> {
+    use chrono::{DateTime, NaiveDate, TimeZone};
+    let Some(v) = value else { return Ok(None) };
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
+        let start = d
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| tz.from_local_datetime(&t).earliest());
+        return start
+            .map(|t| Some(t.timestamp_millis()))
+            .ok_or_else(|| ApiError::bad_request(format!("{name}: no such local time")));
+    }
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|_| ApiError::bad_request(format!("{name} must be YYYY-MM-DD or an RFC 3339 time")))
+}

@@ -2,6 +2,7 @@
 //! test with its own SQLite database (the store conformance suite covers PostgreSQL and MySQL).
 
 mod access;
+mod audit;
 mod bad_input;
 mod checkout;
 mod flows;
@@ -29,6 +30,10 @@ pub struct TestApp {
     pub secret_key: String,
     pub store: Store,
     pub state: jinliu_server::state::AppState,
+    /// The database's URL (for tests that tamper with rows the way an attacker would).
+    pub db_url: String,
+    /// Holds the audit checkpoint file.
+    pub dir: tempfile::TempDir,
     _db: TestDb,
     _shutdown: oneshot::Sender<()>,
 }
@@ -91,6 +96,12 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    // The audit sealer runs on its own only at start; tests seal when they need to.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let checkpoints = dir.path().join("audit-checkpoints.jsonl").display().to_string();
+    vars.insert("JINLIU_AUDIT_CHECKPOINTS".into(), checkpoints);
+    vars.insert("JINLIU_AUDIT_SEAL_INTERVAL_MS".into(), "60000".into());
+    vars.insert("JINLIU_AUDIT_CHECKPOINT_SECS".into(), "0".into());
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let db = TestDb::new(Engine::Sqlite).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -156,6 +167,8 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         secret_key,
         store,
         state,
+        db_url: db.url.clone(),
+        dir,
         _db: db,
         _shutdown: tx,
     }

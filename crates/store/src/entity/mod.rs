@@ -2,6 +2,7 @@
 //! `convert` turns them into domain types.
 
 pub mod api_keys;
+pub mod audit_log;
 pub mod events;
 pub mod idempotency;
 pub mod merchants;
@@ -12,3 +13,4 @@ pub mod refresh_tokens;
 pub mod refunds;
 pub mod sync_jobs;
 pub mod users;
+pub mod worker_leases;
