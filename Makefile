@@ -35,7 +35,8 @@ $(WEB_DEPS): web/package-lock.json
 
 web-if-possible:
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
-	else echo "npm is missing: the checkout page (/pay/...) stays unbuilt; install Node 20+ and run 'make web'"; fi
+	elif [ -f web/dist/index.html ]; then echo "npm is missing: serving the web/dist already built (it may be stale)"; \
+	else echo "npm is missing: the checkout page (/pay/...) stays unbuilt; install Node 20.19+ and run 'make web'"; fi
 
 ## make web-test: the front end's unit tests (Vitest)
 web-test: $(WEB_DEPS)
