@@ -38,9 +38,9 @@ web-if-possible:
 	elif [ -f web/dist/index.html ]; then echo "npm is missing: serving the web/dist already built (it may be stale)"; \
 	else echo "npm is missing: the checkout page (/pay/...) stays unbuilt; install Node 20.19+ and run 'make web'"; fi
 
-## make web-test: the front end's unit tests (Vitest)
+## make web-test: type-check the front end and its tests (vue-tsc), then its unit tests (Vitest)
 web-test: $(WEB_DEPS)
-	cd web && npx vitest run
+	cd web && npx vue-tsc --noEmit && npx vitest run
 
 ## make e2e: the browser tests: Chromium drives the checkout page against the real binary
 e2e: web
