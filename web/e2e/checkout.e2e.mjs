@@ -104,7 +104,14 @@ describe('each provider', { concurrency: true }, () => {
         const transport = await page.locator('[data-test=transport]').getAttribute('data-transport')
         t.diagnostic(`live status via ${transport}`)
         const amountText = await page.locator('[data-test=amount]').textContent()
-        assert.match(amountText ?? '', new RegExp(PROVIDERS[provider].currency))
+        assert.match(amountText ?? '', new RegExp(`${PROVIDERS[provider].currency} ${PROVIDERS[provider].amount}`))
+        assert.match((await page.locator('[data-test=merchant]').textContent()) ?? '', /^Pay \S/)
+        assert.equal(await page.locator('[data-test=description]').textContent(), `e2e ${provider}`)
+        // The payment's TTL is 15 minutes: the countdown starts just under it.
+        assert.match((await page.locator('[data-test=countdown]').textContent()) ?? '', /Expires in 1[45]:\d\d/)
+        if (payment.paymentToken && !['tpay', 'ecpay'].includes(provider)) {
+          assert.equal(await page.locator('[data-test=token]').textContent(), payment.paymentToken)
+        }
         const tab = await openPayTab(context, page)
         await tab.locator('#pay').click()
         await tab.locator('#result').waitFor({ timeout: WAIT })
