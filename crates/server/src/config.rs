@@ -645,6 +645,21 @@ mod tests {
     }
 
     #[test]
+    fn the_web_dir_defaults_to_web_dist_and_the_flag_wins_over_the_environment() {
+        let c = load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.web_dir, PathBuf::from("web/dist"));
+        let c = load(&[("JINLIU_WEB_DIR", "/srv/jinliu/web")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.web_dir, PathBuf::from("/srv/jinliu/web"));
+        let o = Overrides {
+            web_dir: Some(PathBuf::from("built")),
+            ..Overrides::default()
+        };
+        let c = Config::load_from(&o, |k| (k == "JINLIU_WEB_DIR").then(|| "/srv/jinliu/web".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.web_dir, PathBuf::from("built"));
+    }
+
+    #[test]
     fn a_bad_value_names_its_key() {
         let e = load(&[("JINLIU_TIMEZONE", "Mars/Base")]).err().map(|e| e.key);
         assert_eq!(e.as_deref(), Some("JINLIU_TIMEZONE"));
