@@ -181,6 +181,34 @@ describe('the page itself', { concurrency: true }, () => {
     await context.close()
   })
 
+  test('an update pushed over SSE (event paymentUpdate, id = version) is applied by the page in Chromium', async () => {
+    // The stream is played by the test at the network boundary, in the documented format, so
+    // this checks the browser side of the contract (EventSource under the page's CSP) on its
+    // own; the provider tests above use whatever transport the server offers.
+    const payment = await createPayment('kpay')
+    const context = await browser.newContext({ locale: 'en-US' })
+    const page = await context.newPage()
+    await page.route(/\/api\/payments\/[^/]+\/events\?/, (route) =>
+      route.fulfill({
+        status: 200,
+        headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-store' },
+        body: `event: paymentUpdate\nid: 99\ndata: ${JSON.stringify({
+          paymentId: payment.id,
+          orderId: payment.orderId,
+          status: 'completed',
+          amount: 120,
+          currency: 'TWD',
+          version: 99,
+          updatedAt: new Date().toISOString(),
+        })}\n\n`,
+      }),
+    )
+    await page.goto(payment.checkoutUrl)
+    // The server still says pending (nobody paid): only the pushed event can show paid.
+    await page.locator('[data-test=outcome-paid]').waitFor({ timeout: WAIT })
+    await context.close()
+  })
+
   test('a wrong client secret shows that the link is invalid', async () => {
     const payment = await createPayment('kpay')
     const context = await browser.newContext({ locale: 'zh-TW' })
