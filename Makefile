@@ -5,16 +5,48 @@ CARGO ?= cargo
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: run test fmt lint unit spec bench build release check-tools clean
+.PHONY: run test fmt lint unit spec bench build release check-tools clean web web-if-possible web-test e2e
+
+# The checkout front end (web/): rebuilt only when a source file is newer than web/dist/index.html,
+# and `npm ci` runs only when package-lock.json is newer than what node_modules was installed from.
+WEB_SRC := $(shell find web/src web/index.html web/package.json web/package-lock.json web/tsconfig.json \
+	web/vite.config.ts web/vite.dropin.config.ts -type f 2>/dev/null)
+WEB_DEPS := web/node_modules/.package-lock.json
 
 ## make run: build and start jinliu on http://127.0.0.1:8080 with the embedded SQLite store in ./data
-run: check-tools
+## (builds the checkout front end first when web/dist is missing or stale and npm is installed)
+run: check-tools web-if-possible
 	$(CARGO) build --release -p jinliu-server
 	./target/release/jinliu serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 ## make test: format check, clippy -D warnings, then every test (unit, property, store conformance on
-## SQLite, PostgreSQL and MariaDB, HTTP integration, sandbox flows)
-test: check-tools fmt lint unit
+## SQLite, PostgreSQL and MariaDB, HTTP integration, sandbox flows), then the web unit tests (Vitest)
+## and the browser end-to-end tests (Chromium)
+test: check-tools fmt lint unit web-test e2e
+
+## make web: build the checkout page and jinliu.js into web/dist (npm ci + vite build, only when needed)
+web: web/dist/index.html
+
+web/dist/index.html: $(WEB_SRC) $(WEB_DEPS)
+	cd web && npm run build
+
+$(WEB_DEPS): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web-if-possible:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
+	elif [ -f web/dist/index.html ]; then echo "npm is missing: serving the web/dist already built (it may be stale)"; \
+	else echo "npm is missing: the checkout page (/pay/...) stays unbuilt; install Node 20.19+ and run 'make web'"; fi
+
+## make web-test: type-check the front end and its tests (vue-tsc), then its unit tests (Vitest)
+web-test: $(WEB_DEPS)
+	cd web && npx vue-tsc --noEmit && npx vitest run
+
+## make e2e: the browser tests: Chromium drives the checkout page against the real binary
+e2e: web
+	@test -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" || { echo "Chromium is missing: apt-get install -y chromium (.ci/run does it)"; exit 1; }
+	$(CARGO) build -p jinliu-server
+	cd web && JINLIU_BIN=../target/debug/jinliu node --test --test-concurrency=1 e2e/checkout.e2e.mjs
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -90,6 +90,10 @@ pub struct Config {
     /// Access token lifetime in seconds (`JINLIU_JWT_EXPIRES_IN`: `24h` — seed 004's default —
     /// `15m`, `3600s` or plain seconds).
     pub jwt_expires_in_secs: i64,
+    /// The built checkout front end, served at `/pay/…`, `/assets/…` and `/js/…`
+    /// (`JINLIU_WEB_DIR` / `--web-dir`, default `./web/dist`). Read from disk at request time, so
+    /// `cargo build` needs no Node; when it is missing those paths say how to build it.
+    pub web_dir: PathBuf,
     /// Where the audit sealer appends its signed checkpoints (`JINLIU_AUDIT_CHECKPOINTS`, default
     /// `<data-dir>/audit-checkpoints.jsonl`). Keep it off the database's disk, or ship it to a log
     /// sink: it is what proves the log's tail was not cut off.
@@ -160,6 +164,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--database-url URL`
     pub database_url: Option<String>,
+    /// `--web-dir DIR`
+    pub web_dir: Option<PathBuf>,
 }
 
 /// A configuration value was wrong.
@@ -205,6 +211,7 @@ struct FileConfig {
     sync_after_secs: Option<i64>,
     sync_interval_ms: Option<u64>,
     jwt_expires_in: Option<String>,
+    web_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -454,6 +461,12 @@ impl Config {
                     "must be a duration like 24h, 15m or 3600s, between 1 minute and 30 days",
                 )
             })?;
+        let web_dir = o
+            .web_dir
+            .clone()
+            .or_else(|| env("JINLIU_WEB_DIR").filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or(file.web_dir)
+            .unwrap_or_else(|| PathBuf::from("web/dist"));
         let audit_checkpoints = env("JINLIU_AUDIT_CHECKPOINTS")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
@@ -475,6 +488,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            web_dir,
             audit_checkpoints,
             audit_seal_interval_ms,
             audit_checkpoint_secs,
@@ -628,6 +642,21 @@ mod tests {
             c.default_providers.get(&Currency::Hkd).map(String::as_str),
             Some("octopus")
         );
+    }
+
+    #[test]
+    fn the_web_dir_defaults_to_web_dist_and_the_flag_wins_over_the_environment() {
+        let c = load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.web_dir, PathBuf::from("web/dist"));
+        let c = load(&[("JINLIU_WEB_DIR", "/srv/jinliu/web")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.web_dir, PathBuf::from("/srv/jinliu/web"));
+        let o = Overrides {
+            web_dir: Some(PathBuf::from("built")),
+            ..Overrides::default()
+        };
+        let c = Config::load_from(&o, |k| (k == "JINLIU_WEB_DIR").then(|| "/srv/jinliu/web".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.web_dir, PathBuf::from("built"));
     }
 
     #[test]

@@ -34,6 +34,9 @@ enum Command {
         /// Database URL; wins over --data-dir [env: DATABASE_URL].
         #[arg(long)]
         database_url: Option<String>,
+        /// The built checkout front end (`make web`) [env: JINLIU_WEB_DIR] [default: ./web/dist].
+        #[arg(long)]
+        web_dir: Option<PathBuf>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -266,12 +269,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         listen: None,
         data_dir: None,
         database_url: None,
+        web_dir: None,
     }) {
         Command::Serve {
             listen,
             data_dir,
             database_url,
+            web_dir,
         } => {
+            overrides.web_dir = web_dir;
             overrides.listen = listen;
             overrides.data_dir = data_dir;
             overrides.database_url = database_url;

@@ -232,6 +232,8 @@ pub struct PaymentDto {
     pub qr_code_data: Option<String>,
     /// Unlocks this payment's public view for the browser.
     pub client_secret: String,
+    /// The hosted checkout page for the customer: `{JINLIU_PUBLIC_URL}/pay/{id}?clientSecret=…`.
+    pub checkout_url: String,
     /// The provider's id for this payment.
     pub provider_reference: Option<String>,
     /// The provider's transaction id, once the money moved.
@@ -274,10 +276,18 @@ pub struct PaymentDto {
     pub updated_at: String,
 }
 
-impl From<&Payment> for PaymentDto {
-    fn from(p: &Payment) -> Self {
+/// The hosted checkout page of a payment. The client secret is URL-safe by construction
+/// (`pay_…_secret_` + alphanumerics), so it goes into the query string as it is.
+pub fn checkout_url(public_url: &str, p: &Payment) -> String {
+    format!("{public_url}/pay/{}?clientSecret={}", p.id, p.client_secret)
+}
+
+impl PaymentDto {
+    /// Renders a payment; `public_url` is `JINLIU_PUBLIC_URL`, the base of `checkoutUrl`.
+    pub fn new(p: &Payment, public_url: &str) -> Self {
         let cur = p.amount.currency();
         PaymentDto {
+            checkout_url: checkout_url(public_url, p),
             id: p.id.to_string(),
             order_id: p.order_id.to_string(),
             provider: p.provider.clone(),
@@ -309,6 +319,77 @@ impl From<&Payment> for PaymentDto {
             completed_at: p.completed_at.map(format_time),
             created_at: format_time(p.created_at),
             updated_at: format_time(p.updated_at),
+        }
+    }
+}
+
+/// A payment's public view: what the customer's browser may see with the payment's
+/// `clientSecret` (the checkout page, polling, live status). No contact data, metadata, client
+/// secret or provider references: a leaked page URL must not leak the customer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicPaymentDto {
+    /// `pay_…`
+    pub id: String,
+    /// The order it pays.
+    pub order_id: String,
+    /// The merchant's display name.
+    pub merchant_name: String,
+    /// Shown to the customer.
+    pub description: Option<String>,
+    /// Provider id.
+    pub provider: String,
+    /// Payment method.
+    pub method: String,
+    /// Major units.
+    #[serde(serialize_with = "serialize_amount")]
+    #[schema(value_type = f64)]
+    pub amount: (i64, Currency),
+    /// ISO 4217.
+    #[schema(value_type = String)]
+    pub currency: Currency,
+    /// pending, processing, completed, failed, expired, cancelled, partially_refunded, refunded.
+    pub status: &'static str,
+    /// Token to type into the provider's app.
+    pub payment_token: Option<String>,
+    /// JSON text with at least `url` (what the QR code encodes).
+    pub qr_code_data: Option<String>,
+    /// When the customer can no longer pay.
+    pub expires_at: String,
+    /// Increases on every change.
+    pub version: i64,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+    /// Test or live.
+    pub livemode: bool,
+    /// After-success redirect.
+    pub success_url: Option<String>,
+    /// After-failure redirect.
+    pub failure_url: Option<String>,
+}
+
+impl PublicPaymentDto {
+    /// The public view of `p`, whose merchant is called `merchant_name`.
+    pub fn new(p: &Payment, merchant_name: String) -> Self {
+        let cur = p.amount.currency();
+        PublicPaymentDto {
+            id: p.id.to_string(),
+            order_id: p.order_id.to_string(),
+            merchant_name,
+            description: p.description.clone(),
+            provider: p.provider.clone(),
+            method: p.method.clone(),
+            amount: (p.amount.minor(), cur),
+            currency: cur,
+            status: p.status.as_str(),
+            payment_token: p.payment_token.clone(),
+            qr_code_data: p.qr_code_data.clone(),
+            expires_at: format_time(p.expires_at),
+            version: p.version,
+            updated_at: format_time(p.updated_at),
+            livemode: p.livemode,
+            success_url: p.success_url.clone(),
+            failure_url: p.failure_url.clone(),
         }
     }
 }

@@ -28,8 +28,13 @@ pub struct IdemCtx {
 
 impl IdemCtx {
     /// The record request for a unit whose success renders with `render_ok`. `finish = false`
-    /// marks the key in flight (more units follow).
-    pub fn request<T: 'static>(&self, finish: bool, render_ok: fn(&T) -> StoredResponse) -> IdemRequest<T> {
+    /// marks the key in flight (more units follow). A renderer may capture configuration (the
+    /// payment renderer needs the public URL for `checkoutUrl`), hence a closure, not a `fn`.
+    pub fn request<T: 'static>(
+        &self,
+        finish: bool,
+        render_ok: impl Fn(&T) -> StoredResponse + Send + Sync + 'static,
+    ) -> IdemRequest<T> {
         IdemRequest {
             scope: self.scope.clone(),
             key: self.key.clone(),
@@ -65,16 +70,17 @@ fn replay(r: StoredResponse) -> Response {
 
 /// Runs `work` at most once per caller + key. `render_ok` renders the success answer, the same
 /// way for the live response and for what is kept.
-pub async fn run<T, F, Fut>(
+pub async fn run<T, R, F, Fut>(
     app: &AppState,
     scope: &Scope,
     key: Option<String>,
     method_path: &str,
     raw_body: &[u8],
-    render_ok: fn(&T) -> StoredResponse,
+    render_ok: R,
     work: F,
 ) -> Response
 where
+    R: Fn(&T) -> StoredResponse,
     F: FnOnce(Option<IdemCtx>) -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
@@ -112,7 +118,7 @@ where
     }
 }
 
-fn finish<T>(r: Result<T, ApiError>, render_ok: fn(&T) -> StoredResponse) -> Response {
+fn finish<T>(r: Result<T, ApiError>, render_ok: impl Fn(&T) -> StoredResponse) -> Response {
     match r {
         Ok(v) => respond(render_ok(&v)),
         Err(e) => e.into_response(),

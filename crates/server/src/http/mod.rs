@@ -17,9 +17,12 @@ pub mod notify;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod qr;
 pub mod routes;
 pub mod users;
 pub mod validate;
+pub mod watch;
+pub mod web;
 
 use axum::Router;
 use axum::body::Body;
@@ -49,7 +52,8 @@ pub fn router(app: AppState) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::json()) }),
         )
         .nest("/api", routes::api(&app))
-        .merge(routes::api(&app));
+        .merge(routes::api(&app))
+        .merge(web::routes(&app.config.web_dir));
     // The sandboxes answer like the providers they imitate (their own error formats, injected
     // 5xx), so they sit outside jinliu's middleware.
     let sandboxes = app

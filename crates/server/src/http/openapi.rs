@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use super::dto::{
     CreateOrderBody, CreatePaymentBody, EmptyBody, ListDto, OrderDto, OrderItemBody, OrderItemDto, PaymentDto,
-    RefundBody, RefundDto,
+    PublicPaymentDto, RefundBody, RefundDto,
 };
 
 /// The API description.
@@ -26,6 +26,7 @@ use super::dto::{
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout,
+        super::payments::qr_svg,
         super::notify::for_provider, super::notify::for_account, super::notify::octopus_alias, super::notify::seed,
         super::health::health, super::health::ready,
     ),
@@ -35,7 +36,7 @@ use super::dto::{
         super::audit::AuditPageDto, super::merchant::MerchantDto, super::merchant::UpdateMerchantBody,
         super::merchant::NotifySecretDto, super::users::CreateUserBody, super::users::UpdateUserBody,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
-        OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,
+        OrderDto, OrderItemDto, PaymentDto, PublicPaymentDto, RefundDto, ListDto<OrderDto>,
     )),
     modifiers(&BearerOnMerchantRoutes),
     tags(
@@ -70,8 +71,12 @@ impl utoipa::Modify for BearerOnMerchantRoutes {
             ),
         );
         for (route, _) in super::routes::table() {
-            let super::routes::Access::Need(permission) = route.access else {
-                continue;
+            let note = match route.access {
+                super::routes::Access::Need(permission) => format!("Requires a secret key with `{permission}`."),
+                super::routes::Access::Watch => "Requires a secret key with `payments:read`, or the payment's \
+                                                 `clientSecret` (public view; no key or a publishable key)."
+                    .to_owned(),
+                _ => continue,
             };
             let Some(item) = openapi.paths.paths.get_mut(&format!("/api{}", route.path)) else {
                 continue;
@@ -82,8 +87,12 @@ impl utoipa::Modify for BearerOnMerchantRoutes {
                 _ => None,
             };
             if let Some(op) = op {
-                op.security = Some(vec![SecurityRequirement::new("secretKey", Vec::<String>::new())]);
-                let note = format!("Requires a secret key with `{permission}`.");
+                let mut security = vec![SecurityRequirement::new("secretKey", Vec::<String>::new())];
+                if route.access == super::routes::Access::Watch {
+                    // The empty requirement: callable without a key (with the client secret).
+                    security.push(SecurityRequirement::default());
+                }
+                op.security = Some(security);
                 op.description = Some(match op.description.take() {
                     Some(d) => format!("{d}\n\n{note}"),
                     None => note,

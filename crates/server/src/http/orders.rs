@@ -104,7 +104,9 @@ pub async fn payments(
     let list = app.store.payments_for_order(&scope, &id).await?;
     Ok(respond(ok(
         200,
-        list.iter().map(PaymentDto::from).collect::<Vec<_>>(),
+        list.iter()
+            .map(|p| PaymentDto::new(p, &app.config.public_url))
+            .collect::<Vec<_>>(),
         None,
     )))
 }

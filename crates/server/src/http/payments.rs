@@ -5,20 +5,32 @@ use axum::response::Response;
 use jinliu_domain::{Currency, OrderId, Payment, PaymentId, Refund, RefundId};
 use jinliu_store::StoredResponse;
 
-use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, RefundBody, RefundDto, ok};
+use super::dto::{CreatePaymentBody, EmptyBody, PaymentDto, PublicPaymentDto, RefundBody, RefundDto, ok};
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, Caller, IdempotencyKey};
 use super::idempotency::{self, respond};
+use super::qr;
 use super::validate;
+use super::watch::{self, Watched, Watcher};
 use crate::service::{self, PaymentRequest};
 use crate::state::AppState;
 
-fn render_created(p: &Payment) -> StoredResponse {
-    ok(201, PaymentDto::from(p), Some("支付請求已創建"))
+/// A payment renderer; it captures the public URL because `checkoutUrl` is built from it.
+fn render_payment(
+    app: &AppState,
+    status: u16,
+    message: Option<&'static str>,
+) -> impl Fn(&Payment) -> StoredResponse + Send + Sync + 'static {
+    let base = app.config.public_url.clone();
+    move |p| ok(status, PaymentDto::new(p, &base), message)
 }
 
-fn render_cancelled(p: &Payment) -> StoredResponse {
-    ok(200, PaymentDto::from(p), Some("支付已取消"))
+fn render_created(app: &AppState) -> impl Fn(&Payment) -> StoredResponse + Send + Sync + 'static {
+    render_payment(app, 201, Some("支付請求已創建"))
+}
+
+fn render_cancelled(app: &AppState) -> impl Fn(&Payment) -> StoredResponse + Send + Sync + 'static {
+    render_payment(app, 200, Some("支付已取消"))
 }
 
 fn render_refund(r: &Refund) -> StoredResponse {
@@ -73,30 +85,36 @@ pub async fn create(
         key,
         "POST /api/payments",
         &body.raw,
-        render_created,
+        render_created(&app),
         |idem| async {
-            let idem = idem.map(|c| c.request(true, render_created));
+            let idem = idem.map(|c| c.request(true, render_created(&app)));
             service::create_payment(&app, &scope, &caller.merchant, req, idem).await
         },
     )
     .await)
 }
 
-/// Get one payment (seed 004 shape).
-#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments", params(("id" = String, Path, description = "pay_…")),
-    responses((status = 200, description = "The payment", body = PaymentDto), (status = 404, description = "No such payment")))]
+/// Get one payment: the merchant's full view (seed 004 shape) with merchant credentials, or the
+/// public view with the payment's `clientSecret` (the checkout page polls this).
+#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"),
+        ("clientSecret" = Option<String>, Query, description = "The payment's client secret: answers the public view without merchant credentials")),
+    responses((status = 200, description = "The payment (merchant credentials)", body = PaymentDto),
+        (status = 200, description = "The public view (clientSecret)", body = PublicPaymentDto),
+        (status = 404, description = "No such payment, or a wrong client secret")))]
 pub async fn get(
     State(app): State<AppState>,
-    Caller(scope): Caller,
+    watcher: Watcher,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ClientSecretQuery>,
 ) -> Result<Response, ApiError> {
-    let id = payment_id(&id)?;
-    let p = app
-        .store
-        .payment(&scope, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment"))?;
-    Ok(respond(ok(200, PaymentDto::from(&p), None)))
+    Ok(match watcher.payment(&app, &id, q.client_secret.as_deref()).await? {
+        Watched::Full(p) => respond(render_payment(&app, 200, None)(&p)),
+        Watched::Public(p) => {
+            let name = watch::merchant_name(&app, &p).await?;
+            respond(ok(200, PublicPaymentDto::new(&p, name), None))
+        }
+    })
 }
 
 /// Cancel a pending payment.
@@ -111,12 +129,18 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let id = payment_id(&id)?;
     let path = format!("POST /api/payments/{id}/cancel");
-    Ok(
-        idempotency::run(&app, &scope, key, &path, &body.raw, render_cancelled, |idem| async {
-            service::cancel_payment(&app, &scope, &id, idem.map(|c| c.request(true, render_cancelled))).await
-        })
-        .await,
+    Ok(idempotency::run(
+        &app,
+        &scope,
+        key,
+        &path,
+        &body.raw,
+        render_cancelled(&app),
+        |idem| async {
+            service::cancel_payment(&app, &scope, &id, idem.map(|c| c.request(true, render_cancelled(&app)))).await
+        },
     )
+    .await)
 }
 
 /// Refund a payment, in full (no amount) or in part (seed 000 path).
@@ -190,6 +214,52 @@ pub struct ClientSecretQuery {
     pub client_secret: Option<String>,
 }
 
+/// The payment whose client secret the caller presented. A wrong or missing secret answers 404,
+/// exactly like an unknown payment, so the answer tells nothing about which ids exist.
+async fn by_client_secret(app: &AppState, id: &str, q: ClientSecretQuery) -> Result<Payment, ApiError> {
+    let id = payment_id(id)?;
+    let secret = q.client_secret.unwrap_or_default();
+    app.store
+        .payment_unscoped(&id)
+        .await?
+        .filter(|p| crate::secrets::constant_time_eq(p.client_secret.as_bytes(), secret.as_bytes()))
+        .ok_or_else(|| ApiError::not_found("payment"))
+}
+
+/// The QR code of a payment's customer URL (`qrCodeData.url`) as SVG, drawn here so the browser
+/// needs no QR library and the checkout page's CSP can stay `img-src 'self'`.
+#[utoipa::path(get, path = "/api/payments/{id}/qr.svg", tag = "payments",
+    params(("id" = String, Path, description = "pay_…"), ("clientSecret" = String, Query, description = "The payment's client secret")),
+    responses((status = 200, description = "The QR code", content_type = "image/svg+xml"),
+        (status = 404, description = "Unknown payment, wrong secret, or no customer URL")))]
+pub async fn qr_svg(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ClientSecretQuery>,
+) -> Result<Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let payment = by_client_secret(&app, &id, q).await?;
+    let url = qr_url(&payment).ok_or_else(|| ApiError::not_found("payment"))?;
+    let svg = qr::svg(&url).ok_or_else(|| ApiError::internal("the payment's URL does not fit in a QR code"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            // The QR leads to a payable page and the secret is in the URL: keep it out of caches.
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// `qrCodeData.url`: what the customer's phone should open.
+fn qr_url(p: &Payment) -> Option<String> {
+    let data: serde_json::Value = serde_json::from_str(p.qr_code_data.as_deref()?).ok()?;
+    data.get("url")?.as_str().map(str::to_owned)
+}
+
 /// The customer's page for providers started by a browser form POST (ECPay, TPay): it posts
 /// the signed form to the provider at once. This is the payment's `qrCodeData.url`.
 #[utoipa::path(get, path = "/api/payments/{id}/checkout", tag = "payments",
@@ -201,14 +271,7 @@ pub async fn checkout(
     axum::extract::Query(q): axum::extract::Query<ClientSecretQuery>,
 ) -> Result<Response, ApiError> {
     use axum::response::{Html, IntoResponse};
-    let id = payment_id(&id)?;
-    let secret = q.client_secret.unwrap_or_default();
-    let payment = app
-        .store
-        .payment_unscoped(&id)
-        .await?
-        .filter(|p| crate::secrets::constant_time_eq(p.client_secret.as_bytes(), secret.as_bytes()))
-        .ok_or_else(|| ApiError::not_found("payment"))?;
+    let payment = by_client_secret(&app, &id, q).await?;
     let esc = jinliu_providers::sandbox::page::escape;
     if !payment.status.is_open() {
         return Ok(Html(format!(

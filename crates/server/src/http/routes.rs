@@ -15,6 +15,7 @@ use jinliu_store::audit::current_audit_context;
 use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
+use super::watch::Watcher;
 use super::{audit, auth, keys, merchant, notify, orders, payments, users};
 use crate::auth::AuthError;
 use crate::state::AppState;
@@ -32,6 +33,10 @@ pub enum Access {
     Public,
     /// A logged-in user's access token, for any role.
     User,
+    /// Merchant credentials with `payments:read` (the full payment), or the payment's
+    /// `clientSecret` in the query string (its public view), with no key or a publishable key of
+    /// the payment's merchant and mode. See [`super::watch`].
+    Watch,
 }
 
 impl Access {
@@ -43,6 +48,9 @@ impl Access {
             Access::ClientSecret => "the payment's `clientSecret`".into(),
             Access::Public => "none (the body carries the credential)".into(),
             Access::User => "a user's access token (any role)".into(),
+            Access::Watch => "secret key with `payments:read`, or the payment's `clientSecret` (public view; \
+                              a publishable key may accompany it)"
+                .into(),
         }
     }
 }
@@ -212,7 +220,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(payments::create),
         ),
         (
-            spec(Method::GET, "/payments/{id}", Need(PaymentsRead), "Get a payment"),
+            spec(
+                Method::GET,
+                "/payments/{id}",
+                Watch,
+                "Get a payment (public view with `clientSecret`)",
+            ),
             get(payments::get),
         ),
         (
@@ -254,6 +267,15 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "The customer's checkout page (form-started providers)",
             ),
             get(payments::checkout),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/payments/{id}/qr.svg",
+                ClientSecret,
+                "The QR code of the payment's customer URL (SVG)",
+            ),
+            get(payments::qr_svg),
         ),
         (
             spec(
@@ -301,12 +323,29 @@ pub fn api(app: &AppState) -> Router<AppState> {
         let handler = match route.access {
             Access::Need(p) => handler.layer(middleware::from_fn_with_state((app.clone(), p), require)),
             Access::User => handler.layer(middleware::from_fn_with_state(app.clone(), require_user)),
-            // Checked by the handler itself, on the raw body or the query string.
-            Access::ProviderSignature | Access::ClientSecret | Access::Public => handler,
+            // The client secret is checked by the handler. These are the routes a merchant's own
+            // page calls through jinliu.js (another origin), so they answer any origin.
+            Access::ClientSecret => handler.layer(browser_cors()),
+            // The watcher rule (merchant credentials or the client secret); jinliu.js reads the
+            // public view cross-origin, so it answers any origin too, refusals included.
+            Access::Watch => handler
+                .layer::<_, std::convert::Infallible>(middleware::from_fn_with_state(app.clone(), require_watcher))
+                .layer(browser_cors()),
+            // Checked by the handler itself, on the raw body.
+            Access::ProviderSignature | Access::Public => handler,
         };
         router = router.route(route.path, handler);
     }
     router
+}
+
+/// CORS for the routes a customer's browser calls from a merchant's page: any origin, GET only,
+/// no credentials and no extra request headers, so a merchant key can never ride along (a
+/// cross-origin request with `Authorization` fails its preflight).
+fn browser_cors() -> tower_http::cors::CorsLayer {
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET])
 }
 
 /// The request's `Authorization` header value.
@@ -386,6 +425,42 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
     let ctx = current_audit_context().as_actor(principal.audit_actor(), Some(principal.merchant_id.clone()));
     req.extensions_mut().insert(Arc::new(principal));
     with_audit_context(ctx, next.run(req)).await
+}
+
+/// The watcher rule's credential half: no `Authorization` or a publishable key makes a browser
+/// watcher (the handler then needs the client secret); anything else must be merchant
+/// credentials with `payments:read`, refused as on any merchant route otherwise. A publishable
+/// key is never more than a browser: it cannot unlock the full view.
+async fn require_watcher(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let watcher = if authorization(&req).is_none() {
+        Watcher::Browser { key: None }
+    } else {
+        let merchant = req.headers().get("jinliu-merchant").and_then(|v| v.to_str().ok());
+        match app
+            .auth
+            .authenticate(&app.store, authorization(&req), merchant, app.clock.now())
+            .await
+        {
+            Ok(p) if p.is_publishable() => Watcher::Browser { key: Some(Arc::new(p)) },
+            Ok(p) if p.may(Permission::PaymentsRead) => {
+                let p = Arc::new(p);
+                req.extensions_mut().insert(p.clone());
+                Watcher::Merchant(p)
+            }
+            Ok(_) => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    "this key lacks the `payments:read` permission",
+                )
+                .with_details(serde_json::json!({ "required": Permission::PaymentsRead.as_str() }))
+                .into_response();
+            }
+            Err(e) => return refusal(e, "secret key", "the key is unknown, revoked or expired"),
+        }
+    };
+    req.extensions_mut().insert(watcher);
+    next.run(req).await
 }
 
 /// A logged-in user (any role); API keys are refused here.
@@ -484,10 +559,14 @@ first code, which returns ten single-use recovery codes). Login then needs `totp
 TOTP secrets are stored encrypted (AES-256-GCM under a key derived from the master key, bound to the user's row); \
 recovery codes only as keyed hashes.\n\
 - **Publishable keys** `jl_pk_test_…` / `jl_pk_live_…` identify the merchant to browser code and open no merchant \
-route (403 `permission_denied`).\n\
+route (403 `permission_denied`); next to a payment's client secret they read its public view.\n\
 - **Test and live mode**: every object carries `livemode`; a test key sees only test objects and uses only test \
 provider accounts (sandboxes); a live key never reaches a sandbox.\n\
-- **Client secret**: a payment's `clientSecret` opens only that payment's customer page.\n\
+- **Client secret**: a payment's `clientSecret` (query parameter `clientSecret`) opens only that payment's \
+customer page and its public view (`GET /api/payments/{id}`, its live status): status, amount, currency, QR data, \
+expiry, version; no contact data, metadata or provider references. A wrong or missing secret answers 404 like a \
+missing payment (compared in constant time). A publishable key may accompany it, and must then be of the payment's \
+merchant and mode; it never unlocks the full view.\n\
 - **Provider notifications** carry no jinliu credential: the provider's own signature is verified on the raw \
 body (or, for protocols whose checksum proves nothing, the provider is asked back).\n\n\
 Refusals: 401 `authentication_required` (no credential), 401 `invalid_credentials` (unknown, revoked or \
@@ -513,8 +592,11 @@ the browser only the payment id and client secret.\n\n\
     s.push_str("\n## Routes\n\n");
     s.push_str(&markdown());
     s.push_str(
-        "\nAlso public: `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/openapi.json`, and the sandboxes under \
-`/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n",
+        "\nRoutes marked with the `clientSecret` answer any origin (CORS `*`, no credentials), because a merchant's \
+own page calls them through `jinliu.js`.\n\n\
+Also public: `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/openapi.json`, the checkout front end \
+(`GET /pay/{paymentId}`, `/assets/…`, `/js/jinliu.js`: static files; the page's data needs the `clientSecret`), \
+and the sandboxes under `/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n",
     );
     s
 }

@@ -223,3 +223,166 @@ async fn a_live_key_sees_no_test_objects() {
     let list = call(&app, &axum::http::Method::GET, "/orders", Some(&live)).await;
     assert_eq!(list.data()["total"], 0, "{:?}", list.body);
 }
+
+/// A key of the test merchant in live mode.
+async fn live_key(app: &TestApp, kind: ApiKeyKind) -> String {
+    app.state
+        .auth
+        .issue_key(
+            &app.store,
+            &app.state.config.merchant_id,
+            kind,
+            true,
+            None,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .1
+}
+
+#[tokio::test]
+async fn every_watch_route_opens_for_payments_read_or_the_client_secret_and_nothing_else() {
+    let app = spawn_app().await;
+    // A completed payment, so streaming routes send the final state and end.
+    let paid = app.paid("100", "HKD").await;
+    let secret = paid.data()["clientSecret"].as_str().unwrap_or_default().to_owned();
+    assert!(!secret.is_empty());
+    let other = Merchant::new(
+        MerchantId::generate(),
+        "Other shop",
+        jinliu_domain::Currency::Twd,
+        "Asia/Taipei",
+        chrono::Utc::now(),
+    );
+    app.store
+        .create_merchant(&other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_secret = key(&app, Some(&other.id), ApiKeyKind::Secret, None).await;
+    let other_publishable = key(&app, Some(&other.id), ApiKeyKind::Publishable, None).await;
+    let publishable = key(&app, None, ApiKeyKind::Publishable, None).await;
+    let live_publishable = live_key(&app, ApiKeyKind::Publishable).await;
+    let live_secret = live_key(&app, ApiKeyKind::Secret).await;
+    let all_but: Vec<Permission> = Permission::merchant_all()
+        .into_iter()
+        .filter(|p| *p != Permission::PaymentsRead)
+        .collect();
+    let lacking = key(&app, None, ApiKeyKind::Secret, Some(all_but)).await;
+    let exact = key(&app, None, ApiKeyKind::Secret, Some(vec![Permission::PaymentsRead])).await;
+
+    let mut checked = 0;
+    for (route, _) in table().into_iter().filter(|(r, _)| r.access == Access::Watch) {
+        let path = route.path.replace("{id}", &paid.id());
+        let with_secret = format!("{path}?clientSecret={secret}");
+        let wrong_secret = format!("{path}?clientSecret=cs_wrong");
+        let label = format!("{} {}", route.method, route.path);
+        let cases: Vec<(&str, &str, Option<&str>, u16)> = vec![
+            ("no credential, no secret", &path, None, 404),
+            ("wrong secret", &wrong_secret, None, 404),
+            ("the client secret", &with_secret, None, 200),
+            ("publishable key alone", &path, Some(&publishable), 404),
+            ("publishable key + secret", &with_secret, Some(&publishable), 200),
+            (
+                "another merchant's publishable key + secret",
+                &with_secret,
+                Some(&other_publishable),
+                404,
+            ),
+            (
+                "a live publishable key + a test payment's secret",
+                &with_secret,
+                Some(&live_publishable),
+                404,
+            ),
+            ("a live secret key", &path, Some(&live_secret), 404),
+            (
+                "forged key",
+                &path,
+                Some("jl_sk_test_forgedforgedforgedforgedforged1"),
+                401,
+            ),
+            (
+                "forged key + secret",
+                &with_secret,
+                Some("jl_sk_test_forgedforgedforgedforgedforged1"),
+                401,
+            ),
+            ("key without payments:read", &path, Some(&lacking), 403),
+            ("key with exactly payments:read", &path, Some(&exact), 200),
+            ("another merchant's key", &path, Some(&other_secret), 404),
+        ];
+        for (what, url, bearer, want) in cases {
+            let a = call(&app, &route.method, url, bearer).await;
+            assert_eq!(a.status, want, "{label}: {what}: {}", a.text);
+            if a.status == 200 && route.path == "/payments/{id}" {
+                let full = bearer == Some(exact.as_str());
+                assert_eq!(
+                    a.data().get("clientSecret").is_some(),
+                    full,
+                    "{label}: {what}: only merchant credentials see the full payment"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 1, "the table has watch routes");
+}
+
+#[tokio::test]
+async fn the_public_view_has_exactly_the_public_fields() {
+    let app = spawn_app().await;
+    let order = app.order("12.50", "HKD").await;
+    let p = app
+        .post(
+            "/api/payments",
+            json!({ "orderId": order, "amount": "12.50", "currency": "HKD", "customerEmail": "a@example.com",
+                    "customerPhone": "+85291234567", "metadata": { "cart": "cart-private-7f3q" }, "successUrl": "https://shop.example/ok" }),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{:?}", p.body);
+    let secret = p.data()["clientSecret"].as_str().unwrap_or_default();
+    let a = call(
+        &app,
+        &axum::http::Method::GET,
+        &format!("/payments/{}?clientSecret={secret}", p.id()),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let mut keys: Vec<&str> = a
+        .data()
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    let mut want = vec![
+        "id",
+        "orderId",
+        "merchantName",
+        "description",
+        "provider",
+        "method",
+        "amount",
+        "currency",
+        "status",
+        "paymentToken",
+        "qrCodeData",
+        "expiresAt",
+        "version",
+        "updatedAt",
+        "livemode",
+        "successUrl",
+        "failureUrl",
+    ];
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    assert_eq!(a.body["success"], true);
+    assert_eq!(a.data()["merchantName"], "Test shop");
+    assert_eq!(a.amount("amount"), "12.50");
+    assert_eq!(a.data()["successUrl"], "https://shop.example/ok");
+    for private in ["a@example.com", "91234567", "cart-private-7f3q", secret] {
+        assert!(!a.text.contains(private), "the public view leaks {private}");
+    }
+}
