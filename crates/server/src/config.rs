@@ -90,6 +90,14 @@ pub struct Config {
     /// Access token lifetime in seconds (`JINLIU_JWT_EXPIRES_IN`: `24h` — seed 004's default —
     /// `15m`, `3600s` or plain seconds).
     pub jwt_expires_in_secs: i64,
+    /// Webhooks: how often a node relays new events and sends due messages, when nothing wakes it
+    /// sooner (`JINLIU_WEBHOOK_INTERVAL_MS`, default 1000).
+    pub webhook_interval_ms: u64,
+    /// Webhooks: how long one delivery attempt may take (`JINLIU_WEBHOOK_TIMEOUT_MS`, default 15000).
+    pub webhook_timeout_ms: u64,
+    /// Webhooks: whether test-mode endpoints may target loopback addresses, for a receiver on the
+    /// developer's machine (`JINLIU_WEBHOOK_TEST_LOOPBACK`, default true). Live endpoints never may.
+    pub webhook_test_loopback: bool,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -193,6 +201,9 @@ struct FileConfig {
     sync_after_secs: Option<i64>,
     sync_interval_ms: Option<u64>,
     jwt_expires_in: Option<String>,
+    webhook_interval_ms: Option<u64>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_test_loopback: Option<bool>,
 }
 
 impl Config {
@@ -442,7 +453,50 @@ impl Config {
                     "must be a duration like 24h, 15m or 3600s, between 1 minute and 30 days",
                 )
             })?;
+        let webhook_interval_ms = parse_num(
+            pick(
+                None,
+                "JINLIU_WEBHOOK_INTERVAL_MS",
+                file.webhook_interval_ms.map(|v| v.to_string()),
+            ),
+            "JINLIU_WEBHOOK_INTERVAL_MS",
+            1_000,
+        )?;
+        if !(10..=3_600_000).contains(&webhook_interval_ms) {
+            return Err(err("JINLIU_WEBHOOK_INTERVAL_MS", "must be 10–3600000"));
+        }
+        let webhook_timeout_ms = parse_num(
+            pick(
+                None,
+                "JINLIU_WEBHOOK_TIMEOUT_MS",
+                file.webhook_timeout_ms.map(|v| v.to_string()),
+            ),
+            "JINLIU_WEBHOOK_TIMEOUT_MS",
+            15_000,
+        )?;
+        if !(100..=60_000).contains(&webhook_timeout_ms) {
+            return Err(err("JINLIU_WEBHOOK_TIMEOUT_MS", "must be 100–60000"));
+        }
+        let webhook_test_loopback = match pick(
+            None,
+            "JINLIU_WEBHOOK_TEST_LOOPBACK",
+            file.webhook_test_loopback.map(|b| b.to_string()),
+        )
+        .as_deref()
+        {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(err(
+                    "JINLIU_WEBHOOK_TEST_LOOPBACK",
+                    format!("{other:?} is not true or false"),
+                ));
+            }
+        };
         Ok(Config {
+            webhook_interval_ms,
+            webhook_timeout_ms,
+            webhook_test_loopback,
             jwt_expires_in_secs,
             master_key,
             sandbox_url,

@@ -15,6 +15,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod totp;
 pub mod users;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -41,6 +42,9 @@ pub enum StartError {
     /// The demo credentials could not be created or written.
     #[error("first run: {0}")]
     Bootstrap(String),
+    /// The webhook HTTP clients could not be built.
+    #[error("webhook client: {0}")]
+    Webhooks(String),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -98,7 +102,9 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         );
     }
     let auth = auth::Auth::new(&master);
+    let webhooks = webhooks::Webhooks::new(&config).map_err(|e| StartError::Webhooks(e.to_string()))?;
     Ok(AppState {
+        webhooks: Arc::new(webhooks),
         auth: Arc::new(auth),
         sealer: Arc::new(secrets::Sealer::new(&master)),
         login_limits: Arc::new(ratelimit::LoginLimits::default()),
@@ -120,6 +126,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
+    let webhooks = tokio::spawn(webhooks::run(app.clone()));
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
@@ -129,6 +136,7 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     sync.abort();
+    webhooks.abort();
     result
 }
 

@@ -17,6 +17,7 @@ pub mod orders;
 pub mod payments;
 pub mod routes;
 pub mod validate;
+pub mod webhooks;
 
 use axum::Router;
 use axum::body::Body;

@@ -24,6 +24,9 @@ use super::dto::{
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout,
+        super::webhooks::create, super::webhooks::list, super::webhooks::get, super::webhooks::update, super::webhooks::delete,
+        super::webhooks::rotate_secret, super::webhooks::messages, super::webhooks::recover, super::webhooks::get_message,
+        super::webhooks::resend,
         super::notify::for_provider, super::notify::for_account, super::notify::octopus_alias, super::notify::seed,
         super::health::health, super::health::ready,
     ),
@@ -32,6 +35,9 @@ use super::dto::{
         super::keys::CreateKeyBody, super::keys::RollKeyBody, super::keys::KeyDto,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, RefundDto, ListDto<OrderDto>,
+        super::webhooks::CreateEndpointBody, super::webhooks::UpdateEndpointBody, super::webhooks::RecoverBody,
+        super::webhooks::EndpointDto, super::webhooks::MessageDto, super::webhooks::AttemptDto, super::webhooks::RecoverDto,
+        ListDto<super::webhooks::MessageDto>,
     )),
     modifiers(&BearerOnMerchantRoutes),
     tags(
@@ -40,6 +46,7 @@ use super::dto::{
         (name = "orders", description = "Orders (seed 000 and 004 bodies)"),
         (name = "payments", description = "Payments, cancellation and refunds"),
         (name = "notifications", description = "Inbound provider notifications"),
+        (name = "webhooks", description = "Outbound merchant webhooks: endpoints, messages, attempts"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -72,6 +79,8 @@ impl utoipa::Modify for BearerOnMerchantRoutes {
             let op = match route.method.as_str() {
                 "GET" => item.get.as_mut(),
                 "POST" => item.post.as_mut(),
+                "PATCH" => item.patch.as_mut(),
+                "DELETE" => item.delete.as_mut(),
                 _ => None,
             };
             if let Some(op) = op {
