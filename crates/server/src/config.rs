@@ -98,6 +98,9 @@ pub struct Config {
     /// Webhooks: whether test-mode endpoints may target loopback addresses, for a receiver on the
     /// developer's machine (`JINLIU_WEBHOOK_TEST_LOOPBACK`, default true). Live endpoints never may.
     pub webhook_test_loopback: bool,
+    /// Webhooks: whether this node runs the relay and delivery worker (`JINLIU_WEBHOOK_WORKER`,
+    /// default true); API-only nodes (and tests that step the worker themselves) turn it off.
+    pub webhook_worker: bool,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -204,6 +207,7 @@ struct FileConfig {
     webhook_interval_ms: Option<u64>,
     webhook_timeout_ms: Option<u64>,
     webhook_test_loopback: Option<bool>,
+    webhook_worker: Option<bool>,
 }
 
 impl Config {
@@ -493,7 +497,19 @@ impl Config {
                 ));
             }
         };
+        let webhook_worker = match pick(
+            None,
+            "JINLIU_WEBHOOK_WORKER",
+            file.webhook_worker.map(|b| b.to_string()),
+        )
+        .as_deref()
+        {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => return Err(err("JINLIU_WEBHOOK_WORKER", format!("{other:?} is not true or false"))),
+        };
         Ok(Config {
+            webhook_worker,
             webhook_interval_ms,
             webhook_timeout_ms,
             webhook_test_loopback,

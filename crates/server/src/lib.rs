@@ -126,7 +126,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
-    let webhooks = tokio::spawn(webhooks::run(app.clone()));
+    let webhooks = app
+        .config
+        .webhook_worker
+        .then(|| tokio::spawn(webhooks::run(app.clone())));
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
@@ -136,7 +139,9 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     sync.abort();
-    webhooks.abort();
+    if let Some(w) = webhooks {
+        w.abort();
+    }
     result
 }
 

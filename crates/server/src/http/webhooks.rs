@@ -58,8 +58,10 @@ pub struct UpdateEndpointBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RecoverBody {
-    /// RFC 3339: re-queue everything since then (never before the endpoint was created).
-    pub since: String,
+    /// RFC 3339, required: re-queue everything since then (never before the endpoint was
+    /// created).
+    #[serde(default)]
+    pub since: Option<String>,
 }
 
 /// A field that is present is `Some`, even when it is `null` (which then means "clear").
@@ -417,10 +419,18 @@ pub async fn recover(
     body: ApiJson<RecoverBody>,
 ) -> Result<Response, ApiError> {
     let id = endpoint_id(&id)?;
+    // Another merchant's id answers 404 whatever the body says.
+    app.store
+        .webhook_endpoint(&scope, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook_endpoint"))?;
     let now = app.clock.now();
-    let since = chrono::DateTime::parse_from_rfc3339(&body.value.since)
+    let since = body
+        .value
+        .since
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
-        .ok()
         .filter(|t| *t <= now)
         .ok_or_else(|| ApiError::unprocessable("invalid_since", "since must be an RFC 3339 time, not in the future"))?;
     let queued = app

@@ -94,7 +94,9 @@ pub struct Pass {
 
 /// Runs until the task is aborted.
 pub async fn run(app: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_millis(app.config.webhook_interval_ms));
+    let period = Duration::from_millis(app.config.webhook_interval_ms);
+    // The first pass comes one period after start (or at the first wake-up), not at once.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let wake = app.webhooks.wake.clone();
     loop {
