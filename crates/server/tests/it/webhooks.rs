@@ -858,3 +858,61 @@ async fn another_merchants_endpoint_and_messages_answer_404() {
     let mine = app.get(&format!("/api/webhook-endpoints/{ep}")).await;
     assert_eq!((mine.status, mine.data()["status"].as_str()), (200, Some("enabled")));
 }
+
+#[tokio::test]
+async fn the_example_receiver_verifies_and_prints_a_delivery() {
+    use tokio::io::AsyncBufReadExt;
+    let (app, _clock) = app_with_clock(Engine::Sqlite).await;
+    // The secret exists once the endpoint does; the receiver starts with it, then the endpoint is
+    // pointed at the port it got.
+    let (ep, secret) = endpoint(&app, "http://127.0.0.1:9/not-yet", Some(vec!["order.created"])).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/webhook-receiver/receiver.mjs"
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg(script)
+        .env("WEBHOOK_SECRET", &secret)
+        .env("PORT", "0")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("node is needed for this test: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(20);
+    let mut next_line = async || {
+        tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the receiver printed nothing within 20 s"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the receiver exited"))
+    };
+    let listening = next_line().await;
+    let url = listening
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{listening}"))
+        .to_owned();
+    let p = app
+        .patch(&format!("/api/webhook-endpoints/{ep}"), json!({ "url": url }))
+        .await;
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    let order = app.order("10.00", "TWD").await;
+    step(&app).await;
+    let printed = next_line().await;
+    assert!(printed.starts_with("verified order.created evt_"), "{printed}");
+    assert!(printed.contains(&order), "{printed}");
+    // A forged delivery is refused with 400 and said so.
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("webhook-id", "msg_forged")
+        .header("webhook-timestamp", Utc::now().timestamp().to_string())
+        .header("webhook-signature", "v1,AAAA")
+        .body("{}")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forged.status().as_u16(), 400);
+    let printed = next_line().await;
+    assert!(printed.starts_with("refused msg_forged"), "{printed}");
+}
