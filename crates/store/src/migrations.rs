@@ -745,11 +745,13 @@ enum WebhookAttempts {
     NextAttemptAt,
 }
 
+/// The same table as m0006's (the audit sealer's lease), created here only where it is missing.
 #[derive(DeriveIden)]
-enum WorkerLeases {
+enum WebhookWorkerLeases {
+    #[sea_orm(iden = "worker_leases")]
     Table,
     Name,
-    LeaseOwner,
+    Owner,
     LeaseUntil,
 }
 
@@ -880,22 +882,15 @@ impl MigrationTrait for M0007Webhooks {
                 .to_owned(),
         )
         .await?;
+        // Named leases of singleton workers; m0006 (audit) makes the same table, so this one only
+        // fills the gap on a database without it.
         m.create_table(
             Table::create()
-                .table(WorkerLeases::Table)
-                .col(str_col(WorkerLeases::Name, 64).primary_key())
-                .col(str_null(WorkerLeases::LeaseOwner, 64))
-                .col(int_col(WorkerLeases::LeaseUntil))
-                .to_owned(),
-        )
-        .await?;
-        // The row exists from the start, so claiming it is a plain conditional UPDATE on every
-        // database (no dialect-specific upsert).
-        m.exec_stmt(
-            Query::insert()
-                .into_table(WorkerLeases::Table)
-                .columns([WorkerLeases::Name, WorkerLeases::LeaseUntil])
-                .values_panic(["webhook_relay".into(), 0_i64.into()])
+                .table(WebhookWorkerLeases::Table)
+                .if_not_exists()
+                .col(str_col(WebhookWorkerLeases::Name, 64).primary_key())
+                .col(str_col(WebhookWorkerLeases::Owner, 128))
+                .col(int_col(WebhookWorkerLeases::LeaseUntil))
                 .to_owned(),
         )
         .await?;

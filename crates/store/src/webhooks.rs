@@ -461,7 +461,8 @@ impl Store {
     }
 
     /// Takes (or renews) the named lease for `owner` until `now + lease_ms`; `false` while another
-    /// owner holds it.
+    /// owner holds it. The row is made on first use; a race to make it has one winner (the
+    /// primary key).
     pub async fn claim_worker_lease(
         &self,
         name: &str,
@@ -470,28 +471,47 @@ impl Store {
         lease_ms: i64,
     ) -> Result<bool, StoreError> {
         let now_ms = ms(now);
-        Ok(worker_leases::Entity::update_many()
-            .col_expr(worker_leases::Column::LeaseOwner, Expr::value(owner))
+        let renewed = worker_leases::Entity::update_many()
+            .col_expr(worker_leases::Column::Owner, Expr::value(owner))
             .col_expr(worker_leases::Column::LeaseUntil, Expr::value(now_ms + lease_ms))
             .filter(worker_leases::Column::Name.eq(name))
             .filter(
                 worker_leases::Column::LeaseUntil
                     .lt(now_ms)
-                    .or(worker_leases::Column::LeaseOwner.eq(owner)),
+                    .or(worker_leases::Column::Owner.eq(owner)),
             )
             .exec(self.read())
+            .await?;
+        if renewed.rows_affected == 1 {
+            return Ok(true);
+        }
+        if worker_leases::Entity::find_by_id(name.to_owned())
+            .one(self.read())
             .await?
-            .rows_affected
-            == 1)
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let inserted = worker_leases::Entity::insert(worker_leases::ActiveModel {
+            name: Set(name.to_owned()),
+            owner: Set(owner.to_owned()),
+            lease_until: Set(now_ms + lease_ms),
+        })
+        .exec_without_returning(self.read())
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(e) if crate::error::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Gives the named lease back, if `owner` still holds it.
     pub async fn release_worker_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         worker_leases::Entity::update_many()
-            .col_expr(worker_leases::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(worker_leases::Column::LeaseUntil, Expr::value(0_i64))
             .filter(worker_leases::Column::Name.eq(name))
-            .filter(worker_leases::Column::LeaseOwner.eq(owner))
+            .filter(worker_leases::Column::Owner.eq(owner))
             .exec(self.read())
             .await?;
         Ok(())

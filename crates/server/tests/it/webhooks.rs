@@ -31,11 +31,14 @@ impl Received {
     }
 }
 
+/// A scripted answer: status and extra headers.
+type Scripted = (u16, Vec<(&'static str, String)>);
+
 #[derive(Default)]
 struct ReceiverState {
     got: Mutex<Vec<Received>>,
     /// Answers to give, in order; then `fallback`.
-    script: Mutex<VecDeque<(u16, Vec<(&'static str, String)>)>>,
+    script: Mutex<VecDeque<Scripted>>,
     fallback: Mutex<u16>,
     arrived: Notify,
 }
