@@ -573,8 +573,10 @@ impl Store {
         self.writer().submit(w, None).await
     }
 
-    /// Claims up to `limit` due messages for `owner` for `lease_ms`. Messages another node holds,
-    /// or wins between the read and the claim, are skipped.
+    /// Claims up to `limit` due messages for `owner` for `lease_ms`, in two statements: one
+    /// conditional UPDATE over the due ids (a message another node holds, or wins meanwhile, does
+    /// not match), then a read of what `owner` got. `owner` must be unique to this call (the
+    /// worker adds a random suffix to its node name), so the read finds this claim only.
     pub async fn claim_webhook_messages(
         &self,
         owner: &str,
@@ -583,32 +585,39 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<WebhookMessage>, StoreError> {
         let now_ms = ms(now);
-        let due = webhook_messages::Entity::find()
+        let due: Vec<String> = webhook_messages::Entity::find()
+            .select_only()
+            .column(webhook_messages::Column::Id)
             .filter(webhook_messages::Column::Status.eq(MessageStatus::Pending.as_str()))
             .filter(webhook_messages::Column::NextAttemptAt.lte(now_ms))
             .filter(webhook_messages::Column::LeaseUntil.lt(now_ms))
             .order_by_asc(webhook_messages::Column::NextAttemptAt)
             .limit(limit)
+            .into_tuple()
             .all(self.read())
             .await?;
-        let mut claimed = Vec::with_capacity(due.len());
-        for m in due {
-            let won = webhook_messages::Entity::update_many()
-                .col_expr(webhook_messages::Column::LeaseOwner, Expr::value(owner))
-                .col_expr(webhook_messages::Column::LeaseUntil, Expr::value(now_ms + lease_ms))
-                .filter(webhook_messages::Column::Id.eq(&m.id))
-                .filter(webhook_messages::Column::Status.eq(MessageStatus::Pending.as_str()))
-                .filter(webhook_messages::Column::NextAttemptAt.lte(now_ms))
-                .filter(webhook_messages::Column::LeaseUntil.lt(now_ms))
-                .exec(self.read())
-                .await?
-                .rows_affected
-                == 1;
-            if won {
-                claimed.push(message_from_row(m)?);
-            }
+        if due.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(claimed)
+        webhook_messages::Entity::update_many()
+            .col_expr(webhook_messages::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(webhook_messages::Column::LeaseUntil, Expr::value(now_ms + lease_ms))
+            .filter(webhook_messages::Column::Id.is_in(due.clone()))
+            .filter(webhook_messages::Column::Status.eq(MessageStatus::Pending.as_str()))
+            .filter(webhook_messages::Column::NextAttemptAt.lte(now_ms))
+            .filter(webhook_messages::Column::LeaseUntil.lt(now_ms))
+            .exec(self.read())
+            .await?;
+        webhook_messages::Entity::find()
+            .filter(webhook_messages::Column::Id.is_in(due))
+            .filter(webhook_messages::Column::LeaseOwner.eq(owner))
+            .filter(webhook_messages::Column::LeaseUntil.eq(now_ms + lease_ms))
+            .order_by_asc(webhook_messages::Column::NextAttemptAt)
+            .all(self.read())
+            .await?
+            .into_iter()
+            .map(message_from_row)
+            .collect()
     }
 
     /// Renews a claimed message's lease just before sending; `false` when it was lost (expired

@@ -919,3 +919,28 @@ async fn the_example_receiver_verifies_and_prints_a_delivery() {
     let printed = next_line().await;
     assert!(printed.starts_with("refused msg_forged"), "{printed}");
 }
+
+#[tokio::test]
+async fn a_pending_message_of_an_endpoint_disabled_meanwhile_is_given_up_without_sending() {
+    let (app, clock) = app_with_clock(Engine::Sqlite).await;
+    let receiver = Receiver::start(500).await;
+    let (ep, _) = endpoint(&app, &receiver.url, Some(vec!["order.created"])).await;
+    app.order("10.00", "TWD").await;
+    step(&app).await;
+    let id = receiver.got()[0].header("webhook-id").to_owned();
+    assert_eq!(message(&app, &id).await["status"], "pending");
+    let off = app
+        .patch(&format!("/api/webhook-endpoints/{ep}"), json!({ "disabled": true }))
+        .await;
+    assert_eq!(off.data()["disabledReason"], "disabled by the merchant");
+    clock.advance(Duration::minutes(1));
+    assert_eq!(step(&app).await.attempts, 1, "claimed once");
+    let m = message(&app, &id).await;
+    assert_eq!(
+        (m["status"].as_str(), m["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    assert_eq!(receiver.got().len(), 1, "nothing sent to a disabled endpoint");
+    clock.advance(Duration::hours(1));
+    assert_eq!(step(&app).await.attempts, 0, "and it is not claimed again");
+}
