@@ -30,6 +30,9 @@ pub enum EventType {
     RefundCreated,
     RefundSucceeded,
     RefundFailed,
+    /// jinliu turned off one of the merchant's webhook endpoints (it answered 410, or failed for
+    /// five days); the merchant's other endpoints hear of it.
+    WebhookEndpointDisabled,
 }
 
 impl EventType {
@@ -53,7 +56,35 @@ impl EventType {
             EventType::RefundCreated => "refund.created",
             EventType::RefundSucceeded => "refund.succeeded",
             EventType::RefundFailed => "refund.failed",
+            EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
+    }
+
+    /// Every type, in the order of the docs (webhook subscriptions are checked against it).
+    pub const ALL: [EventType; 18] = [
+        EventType::OrderCreated,
+        EventType::OrderPaid,
+        EventType::OrderPartiallyRefunded,
+        EventType::OrderRefunded,
+        EventType::OrderCancelled,
+        EventType::OrderExpired,
+        EventType::PaymentCreated,
+        EventType::PaymentProcessing,
+        EventType::PaymentCompleted,
+        EventType::PaymentFailed,
+        EventType::PaymentExpired,
+        EventType::PaymentCancelled,
+        EventType::PaymentPartiallyRefunded,
+        EventType::PaymentRefunded,
+        EventType::RefundCreated,
+        EventType::RefundSucceeded,
+        EventType::RefundFailed,
+        EventType::WebhookEndpointDisabled,
+    ];
+
+    /// The type named `name` (`payment.completed`), if jinliu emits it.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 

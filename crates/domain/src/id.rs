@@ -1,4 +1,5 @@
-//! Typed, prefixed, time-sortable identifiers (`ord_…`, `pay_…`, `re_…`, `evt_…`, `mer_…`).
+//! Typed, prefixed, time-sortable identifiers (`ord_…`, `pay_…`, `re_…`, `evt_…`, `mer_…`, `ep_…`,
+//! `msg_…`, `att_…`).
 //!
 //! The body is a UUIDv7 in lower-case hex: the first 48 bits are the creation time in
 //! milliseconds, so ids sort by creation time as text and as database keys (good B-tree locality),
@@ -83,6 +84,13 @@ typed_id!(/// A user.
     UserId, "usr_");
 typed_id!(/// An audit log row.
     AuditId, "aud_");
+typed_id!(/// A merchant's webhook endpoint.
+    EndpointId, "ep_");
+typed_id!(/// One webhook message: one event for one endpoint; its id is the `webhook-id` header, the
+    /// same on every retry.
+    MessageId, "msg_");
+typed_id!(/// One delivery attempt of a webhook message.
+    AttemptId, "att_");
 
 /// Crockford's base32 alphabet: no I, L, O or U, so an order number read aloud is unambiguous.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

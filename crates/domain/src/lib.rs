@@ -14,13 +14,14 @@ pub mod order;
 pub mod payment;
 pub mod refund;
 pub mod settle;
+pub mod webhook;
 
 pub use access::{ApiKey, ApiKeyKind, Merchant, MerchantSettings, Permission, Role, User};
 pub use audit::{AuditActor, AuditContext, AuditTarget};
 pub use event::{EventDraft, EventType};
 pub use id::{
-    ApiKeyId, AuditId, EventId, MerchantId, OrderId, PaymentId, RefundId, UserId, new_client_secret, new_order_number,
-    provider_reference,
+    ApiKeyId, AttemptId, AuditId, EndpointId, EventId, MerchantId, MessageId, OrderId, PaymentId, RefundId, UserId,
+    new_client_secret, new_order_number, provider_reference,
 };
 pub use money::{AmountError, Currency, MajorAmount, Money};
 pub use order::{NewOrder, Order, OrderItem, OrderStatus};

@@ -106,6 +106,17 @@ pub struct Config {
     /// Audit rows older than this are pruned, in whole checkpointed ranges
     /// (`JINLIU_AUDIT_RETENTION_DAYS`, default 365: PCI DSS 10.5.1 asks for 12 months).
     pub audit_retention_days: u64,
+    /// Webhooks: how often a node relays new events and sends due messages, when nothing wakes it
+    /// sooner (`JINLIU_WEBHOOK_INTERVAL_MS`, default 1000).
+    pub webhook_interval_ms: u64,
+    /// Webhooks: how long one delivery attempt may take (`JINLIU_WEBHOOK_TIMEOUT_MS`, default 15000).
+    pub webhook_timeout_ms: u64,
+    /// Webhooks: whether test-mode endpoints may target loopback addresses, for a receiver on the
+    /// developer's machine (`JINLIU_WEBHOOK_TEST_LOOPBACK`, default true). Live endpoints never may.
+    pub webhook_test_loopback: bool,
+    /// Webhooks: whether this node runs the relay and delivery worker (`JINLIU_WEBHOOK_WORKER`,
+    /// default true); API-only nodes (and tests that step the worker themselves) turn it off.
+    pub webhook_worker: bool,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -212,6 +223,10 @@ struct FileConfig {
     sync_interval_ms: Option<u64>,
     jwt_expires_in: Option<String>,
     web_dir: Option<PathBuf>,
+    webhook_interval_ms: Option<u64>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_test_loopback: Option<bool>,
+    webhook_worker: Option<bool>,
 }
 
 impl Config {
@@ -487,12 +502,67 @@ impl Config {
                 "audit seal interval must be 10–60000 ms, checkpoint interval 0–86400 s, retention 1–3650 days",
             ));
         }
+        let webhook_interval_ms = parse_num(
+            pick(
+                None,
+                "JINLIU_WEBHOOK_INTERVAL_MS",
+                file.webhook_interval_ms.map(|v| v.to_string()),
+            ),
+            "JINLIU_WEBHOOK_INTERVAL_MS",
+            1_000,
+        )?;
+        if !(10..=3_600_000).contains(&webhook_interval_ms) {
+            return Err(err("JINLIU_WEBHOOK_INTERVAL_MS", "must be 10–3600000"));
+        }
+        let webhook_timeout_ms = parse_num(
+            pick(
+                None,
+                "JINLIU_WEBHOOK_TIMEOUT_MS",
+                file.webhook_timeout_ms.map(|v| v.to_string()),
+            ),
+            "JINLIU_WEBHOOK_TIMEOUT_MS",
+            15_000,
+        )?;
+        if !(100..=60_000).contains(&webhook_timeout_ms) {
+            return Err(err("JINLIU_WEBHOOK_TIMEOUT_MS", "must be 100–60000"));
+        }
+        let webhook_test_loopback = match pick(
+            None,
+            "JINLIU_WEBHOOK_TEST_LOOPBACK",
+            file.webhook_test_loopback.map(|b| b.to_string()),
+        )
+        .as_deref()
+        {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(err(
+                    "JINLIU_WEBHOOK_TEST_LOOPBACK",
+                    format!("{other:?} is not true or false"),
+                ));
+            }
+        };
+        let webhook_worker = match pick(
+            None,
+            "JINLIU_WEBHOOK_WORKER",
+            file.webhook_worker.map(|b| b.to_string()),
+        )
+        .as_deref()
+        {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => return Err(err("JINLIU_WEBHOOK_WORKER", format!("{other:?} is not true or false"))),
+        };
         Ok(Config {
             web_dir,
             audit_checkpoints,
             audit_seal_interval_ms,
             audit_checkpoint_secs,
             audit_retention_days,
+            webhook_worker,
+            webhook_interval_ms,
+            webhook_timeout_ms,
+            webhook_test_loopback,
             jwt_expires_in_secs,
             master_key,
             sandbox_url,

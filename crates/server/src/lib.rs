@@ -16,6 +16,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod totp;
 pub mod users;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -42,6 +43,9 @@ pub enum StartError {
     /// The demo credentials could not be created or written.
     #[error("first run: {0}")]
     Bootstrap(String),
+    /// The webhook HTTP clients could not be built.
+    #[error("webhook client: {0}")]
+    Webhooks(String),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -102,7 +106,9 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         );
     }
     let auth = auth::Auth::new(&master);
+    let webhooks = webhooks::Webhooks::new(&config).map_err(|e| StartError::Webhooks(e.to_string()))?;
     Ok(AppState {
+        webhooks: Arc::new(webhooks),
         auth: Arc::new(auth),
         sealer: Arc::new(secrets::Sealer::new(&master)),
         audit_keys: Arc::new(audit::AuditKeys::new(&master)),
@@ -126,6 +132,10 @@ pub async fn serve(
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
     let sealer = tokio::spawn(audit::run(app.clone()));
+    let webhooks = app
+        .config
+        .webhook_worker
+        .then(|| tokio::spawn(webhooks::run(app.clone())));
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
@@ -136,6 +146,9 @@ pub async fn serve(
     housekeeping.abort();
     sync.abort();
     sealer.abort();
+    if let Some(w) = webhooks {
+        w.abort();
+    }
     result
 }
 

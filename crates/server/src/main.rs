@@ -1,5 +1,5 @@
 //! The `jinliu` command: `serve` (default), `migrate`, `bench`, `openapi`, `routes`, `sandbox`,
-//! and the admin commands `merchant`, `key` and `user`.
+//! and the admin commands `merchant`, `key`, `user` and `webhook`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,9 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Manage a merchant's webhook endpoints.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Run only the provider sandboxes (KPay, TPay, Octopus, ECPay), e.g. one shared by several
     /// jinliu nodes that set JINLIU_SANDBOX_URL to it.
     Sandbox {
@@ -193,6 +196,144 @@ enum UserCmd {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+/// The merchant and mode a webhook command acts on.
+#[derive(clap::Args, Clone)]
+struct WebhookScope {
+    /// The merchant (`mer_…`).
+    #[arg(long)]
+    merchant: String,
+    /// Live-mode endpoints (default: test mode).
+    #[arg(long)]
+    live: bool,
+}
+
+#[derive(Subcommand)]
+enum WebhookCmd {
+    /// Create an endpoint (its signing secret is printed once).
+    Create {
+        #[command(flatten)]
+        scope: WebhookScope,
+        /// Where to POST events.
+        #[arg(long)]
+        url: String,
+        /// Only these event types (comma-separated); default all.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        /// A note.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List endpoints (as JSON lines, without secrets).
+    List {
+        #[command(flatten)]
+        scope: WebhookScope,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete an endpoint with its messages.
+    Delete {
+        #[command(flatten)]
+        scope: WebhookScope,
+        /// The endpoint (`ep_…`).
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Rotate an endpoint's secret (the new one is printed once; the old one signs 24 h more).
+    Rotate {
+        #[command(flatten)]
+        scope: WebhookScope,
+        /// The endpoint (`ep_…`).
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Runs a `jinliu webhook` command through the same service as the HTTP routes.
+async fn webhook_command(overrides: &Overrides, cmd: WebhookCmd) -> Result<(), String> {
+    use jinliu_server::webhooks::endpoints::{self, Ctx, EndpointInput};
+    let (scope, db) = match &cmd {
+        WebhookCmd::Create { scope, db, .. }
+        | WebhookCmd::List { scope, db }
+        | WebhookCmd::Delete { scope, db, .. }
+        | WebhookCmd::Rotate { scope, db, .. } => (scope.clone(), db.clone()),
+    };
+    if scope.live && std::env::var("JINLIU_MASTER_KEY").map_or(true, |k| k.is_empty()) {
+        return Err("live endpoints need JINLIU_MASTER_KEY (a generated key file is for test mode only)".into());
+    }
+    let test_loopback = Config::load(overrides)
+        .map_err(|e| e.to_string())?
+        .webhook_test_loopback;
+    let (store, _, sealer) = admin(overrides, db).await?;
+    let merchant = jinliu_domain::MerchantId::parse(&scope.merchant).ok_or("--merchant must be a mer_ id")?;
+    store
+        .merchant(&merchant)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no merchant {merchant}"))?;
+    let scope = jinliu_store::Scope {
+        merchant_id: merchant,
+        livemode: scope.live,
+    };
+    let ctx = Ctx {
+        store: &store,
+        sealer: &sealer,
+        test_loopback,
+    };
+    let refused = |e: jinliu_server::http::error::ApiError| format!("{}: {}", e.code, e.message);
+    let endpoint_id =
+        |id: &str| jinliu_domain::EndpointId::parse(id).ok_or_else(|| "--id must be an ep_ id".to_owned());
+    let now = chrono::Utc::now();
+    match cmd {
+        WebhookCmd::Create {
+            url,
+            events,
+            description,
+            ..
+        } => {
+            let input = EndpointInput {
+                url,
+                events,
+                description,
+            };
+            let (ep, secret) = endpoints::create(ctx, &scope, input, now).await.map_err(refused)?;
+            println!(
+                "created webhook endpoint {} -> {}\nsigning secret (shown once): {secret}",
+                ep.id, ep.url
+            );
+        }
+        WebhookCmd::List { .. } => {
+            for ep in store.webhook_endpoints(&scope).await.map_err(|e| e.to_string())? {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": ep.id, "url": ep.url, "status": ep.status.as_str(),
+                        "events": ep.events.as_ref().map(|l| l.iter().map(|t| t.as_str()).collect::<Vec<_>>()),
+                        "disabledReason": ep.disabled_reason, "livemode": ep.livemode })
+                );
+            }
+        }
+        WebhookCmd::Delete { id, .. } => {
+            let id = endpoint_id(&id)?;
+            endpoints::delete(ctx, &scope, &id).await.map_err(refused)?;
+            println!("deleted {id}");
+        }
+        WebhookCmd::Rotate { id, .. } => {
+            let id = endpoint_id(&id)?;
+            let (ep, secret) = endpoints::rotate(ctx, &scope, &id, now).await.map_err(refused)?;
+            println!(
+                "rotated the secret of {}; the previous one signs for 24 hours more\nnew signing secret (shown once): {secret}",
+                ep.id
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Opens the store (migrated) and the key hasher, for the admin commands.
@@ -533,6 +674,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             eprintln!("sealed {} rows; head {:?}", pass.sealed, pass.head.map(|h| h.seq));
             Ok(())
         }
+        Command::Webhook(cmd) => webhook_command(&overrides, cmd).await,
         Command::Sandbox { listen, public_url } => {
             jinliu_server::telemetry::init("text");
             let listener = tokio::net::TcpListener::bind(&listen)

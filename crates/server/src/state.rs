@@ -25,6 +25,35 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that moves only when told to: tests (and simulations) drive retry schedules, lease
+/// expiry and time-outs with it instead of sleeping.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(Mutex::new(start))
+    }
+
+    /// Moves the clock forward (or back, with a negative duration).
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t += by;
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, to: Timestamp) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Everything a handler may use.
 #[derive(Clone)]
 pub struct AppState {
@@ -48,6 +77,8 @@ pub struct AppState {
     pub login_limits: Arc<crate::ratelimit::LoginLimits>,
     /// This process's name in work leases (status sync), unique per start.
     pub node_id: String,
+    /// Outbound merchant webhooks: HTTP clients and the worker's wake-up signal.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The Prometheus exporter's handle, when `serve` installed it (`GET /metrics`).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

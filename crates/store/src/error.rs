@@ -38,6 +38,9 @@ pub enum StoreError {
     /// Another request with the same idempotency key committed first.
     #[error("another request with this idempotency key finished first")]
     IdempotencyRace,
+    /// A per-merchant limit would be exceeded (e.g. "webhook endpoints").
+    #[error("too many {0}")]
+    LimitReached(&'static str),
     /// A stored value could not be read back (a bug or manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -74,7 +77,11 @@ impl StoreError {
     pub fn is_business(&self) -> bool {
         matches!(
             self,
-            StoreError::NotFound(_) | StoreError::Transition(_) | StoreError::Attempt(_) | StoreError::Refund(_)
+            StoreError::NotFound(_)
+                | StoreError::Transition(_)
+                | StoreError::Attempt(_)
+                | StoreError::Refund(_)
+                | StoreError::LimitReached(_)
         )
     }
 }

@@ -23,6 +23,7 @@ mod persist;
 mod refunds;
 mod sync;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use orders::{OrderFilter, Page};
 pub use payments::{NotificationKey, PaymentChange};
 pub use sync::{SyncJob, SyncKind};
 pub use users::RefreshToken;
+pub use webhooks::{Delivery, EndpointPatch, MessageFilter, NewEndpoint, RECOVER_MAX_EVENTS, RELAY_LEASE, RelayReport};
 pub use writer::WriterStats;
 
 use jinliu_domain::MerchantId;
@@ -250,6 +252,12 @@ pub struct TableCounts {
     pub provider_notifications: u64,
     /// `sync_jobs`
     pub sync_jobs: u64,
+    /// `webhook_endpoints`
+    pub webhook_endpoints: u64,
+    /// `webhook_messages`
+    pub webhook_messages: u64,
+    /// `webhook_attempts`
+    pub webhook_attempts: u64,
 }
 
 /// An outbox row as stored.
@@ -278,6 +286,9 @@ impl Store {
             idempotency_keys: entity::idempotency::Entity::find().count(db).await?,
             provider_notifications: entity::provider_notifications::Entity::find().count(db).await?,
             sync_jobs: entity::sync_jobs::Entity::find().count(db).await?,
+            webhook_endpoints: entity::webhook_endpoints::Entity::find().count(db).await?,
+            webhook_messages: entity::webhook_messages::Entity::find().count(db).await?,
+            webhook_attempts: entity::webhook_attempts::Entity::find().count(db).await?,
         })
     }
 

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004Users),
             Box::new(M0005Mfa),
             Box::new(M0006Audit),
+            Box::new(M0007Webhooks),
             Box::new(M0009MerchantSettings),
         ]
     }
@@ -764,6 +765,232 @@ impl MigrationTrait for M0006Audit {
                 .col(str_col(WorkerLeases::Name, 64).primary_key())
                 .col(str_col(WorkerLeases::Owner, 128))
                 .col(int_col(WorkerLeases::LeaseUntil))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Merchant webhooks: endpoints, messages, attempts, the relay's mark on each outbox row, and
+/// named leases for singleton workers (the relay).
+struct M0007Webhooks;
+
+impl MigrationName for M0007Webhooks {
+    fn name(&self) -> &str {
+        "m0007_webhooks"
+    }
+}
+
+#[derive(DeriveIden)]
+enum EventsRelay {
+    #[sea_orm(iden = "events")]
+    Table,
+    WebhooksDispatched,
+    Id,
+}
+
+#[derive(DeriveIden)]
+enum WebhookEndpoints {
+    Table,
+    Id,
+    MerchantId,
+    Livemode,
+    Url,
+    Description,
+    EventTypes,
+    Status,
+    DisabledReason,
+    FailingSince,
+    Secret,
+    PreviousSecret,
+    PreviousSecretUntil,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum WebhookMessages {
+    Table,
+    Id,
+    EndpointId,
+    MerchantId,
+    Livemode,
+    EventId,
+    EventType,
+    Payload,
+    Status,
+    Attempts,
+    SeriesAttempts,
+    NextAttemptAt,
+    LeaseOwner,
+    LeaseUntil,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum WebhookAttempts {
+    Table,
+    Id,
+    MessageId,
+    EndpointId,
+    AttemptedAt,
+    StatusCode,
+    DurationMs,
+    ResponseBody,
+    Error,
+    Succeeded,
+    NextAttemptAt,
+}
+
+/// The same table as m0006's (the audit sealer's lease), created here only where it is missing.
+#[derive(DeriveIden)]
+enum WebhookWorkerLeases {
+    #[sea_orm(iden = "worker_leases")]
+    Table,
+    Name,
+    Owner,
+    LeaseUntil,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0007Webhooks {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // Existing rows start undispatched: the relay walks them once and, as no endpoint is older
+        // than they are, makes no message.
+        m.alter_table(
+            Table::alter()
+                .table(EventsRelay::Table)
+                .add_column(
+                    ColumnDef::new(EventsRelay::WebhooksDispatched)
+                        .boolean()
+                        .not_null()
+                        .default(false)
+                        .take(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("events_webhooks_dispatched")
+                .table(EventsRelay::Table)
+                .col(EventsRelay::WebhooksDispatched)
+                .col(EventsRelay::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(WebhookEndpoints::Table)
+                .col(id_col(WebhookEndpoints::Id).primary_key())
+                .col(id_col(WebhookEndpoints::MerchantId))
+                .col(bool_col(WebhookEndpoints::Livemode))
+                .col(ColumnDef::new(WebhookEndpoints::Url).text().not_null())
+                .col(text_null(WebhookEndpoints::Description))
+                .col(text_null(WebhookEndpoints::EventTypes))
+                .col(str_col(WebhookEndpoints::Status, 16))
+                .col(text_null(WebhookEndpoints::DisabledReason))
+                .col(ColumnDef::new(WebhookEndpoints::FailingSince).big_integer().null())
+                .col(ColumnDef::new(WebhookEndpoints::Secret).text().not_null())
+                .col(text_null(WebhookEndpoints::PreviousSecret))
+                .col(
+                    ColumnDef::new(WebhookEndpoints::PreviousSecretUntil)
+                        .big_integer()
+                        .null(),
+                )
+                .col(int_col(WebhookEndpoints::Version))
+                .col(int_col(WebhookEndpoints::CreatedAt))
+                .col(int_col(WebhookEndpoints::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("webhook_endpoints_merchant")
+                .table(WebhookEndpoints::Table)
+                .col(WebhookEndpoints::MerchantId)
+                .col(WebhookEndpoints::Livemode)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(WebhookMessages::Table)
+                .col(id_col(WebhookMessages::Id).primary_key())
+                .col(id_col(WebhookMessages::EndpointId))
+                .col(id_col(WebhookMessages::MerchantId))
+                .col(bool_col(WebhookMessages::Livemode))
+                .col(id_col(WebhookMessages::EventId))
+                .col(str_col(WebhookMessages::EventType, 64))
+                .col(ColumnDef::new(WebhookMessages::Payload).text().not_null())
+                .col(str_col(WebhookMessages::Status, 16))
+                .col(int_col(WebhookMessages::Attempts))
+                .col(int_col(WebhookMessages::SeriesAttempts))
+                .col(ColumnDef::new(WebhookMessages::NextAttemptAt).big_integer().null())
+                .col(str_null(WebhookMessages::LeaseOwner, 64))
+                .col(int_col(WebhookMessages::LeaseUntil))
+                .col(int_col(WebhookMessages::CreatedAt))
+                .col(int_col(WebhookMessages::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        // One message per event and endpoint, whatever races the relay loses.
+        m.create_index(
+            Index::create()
+                .name("webhook_messages_endpoint_event")
+                .table(WebhookMessages::Table)
+                .col(WebhookMessages::EndpointId)
+                .col(WebhookMessages::EventId)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("webhook_messages_due")
+                .table(WebhookMessages::Table)
+                .col(WebhookMessages::Status)
+                .col(WebhookMessages::NextAttemptAt)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(WebhookAttempts::Table)
+                .col(id_col(WebhookAttempts::Id).primary_key())
+                .col(id_col(WebhookAttempts::MessageId))
+                .col(id_col(WebhookAttempts::EndpointId))
+                .col(int_col(WebhookAttempts::AttemptedAt))
+                .col(ColumnDef::new(WebhookAttempts::StatusCode).integer().null())
+                .col(int_col(WebhookAttempts::DurationMs))
+                .col(text_null(WebhookAttempts::ResponseBody))
+                .col(text_null(WebhookAttempts::Error))
+                .col(bool_col(WebhookAttempts::Succeeded))
+                .col(ColumnDef::new(WebhookAttempts::NextAttemptAt).big_integer().null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("webhook_attempts_message")
+                .table(WebhookAttempts::Table)
+                .col(WebhookAttempts::MessageId)
+                .col(WebhookAttempts::AttemptedAt)
+                .to_owned(),
+        )
+        .await?;
+        // Named leases of singleton workers; m0006 (audit) makes the same table, so this one only
+        // fills the gap on a database without it.
+        m.create_table(
+            Table::create()
+                .table(WebhookWorkerLeases::Table)
+                .if_not_exists()
+                .col(str_col(WebhookWorkerLeases::Name, 64).primary_key())
+                .col(str_col(WebhookWorkerLeases::Owner, 128))
+                .col(int_col(WebhookWorkerLeases::LeaseUntil))
                 .to_owned(),
         )
         .await?;

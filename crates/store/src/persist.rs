@@ -30,6 +30,7 @@ pub(crate) async fn insert_events<C: ConnectionTrait>(
             object_id: Set(d.object_id.clone()),
             object_version: Set(d.version),
             created_at: Set(ms(now)),
+            webhooks_dispatched: Set(false),
         }
     });
     events::Entity::insert_many(rows).exec_without_returning(conn).await?;

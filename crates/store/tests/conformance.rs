@@ -62,6 +62,9 @@ conformance!(
     the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows,
     retention_prunes_whole_sealed_ranges_and_verification_still_passes,
     one_node_at_a_time_seals_the_audit_log,
+    a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two_relayers,
+    a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule,
+    the_relay_lease_is_held_by_one_node_at_a_time,
 );
 
 fn scope() -> Scope {
@@ -855,6 +858,29 @@ async fn verify(store: &Store, checkpoints: &[AuditCheckpoint]) -> jinliu_store:
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+async fn webhook_endpoint(
+    store: &Store,
+    scope: &Scope,
+    events: Option<Vec<jinliu_domain::EventType>>,
+    now: Timestamp,
+) -> jinliu_domain::webhook::WebhookEndpoint {
+    store
+        .create_webhook_endpoint(
+            scope,
+            jinliu_store::NewEndpoint {
+                id: jinliu_domain::EndpointId::generate(),
+                url: "https://example.com/hook".into(),
+                description: None,
+                events,
+                secret_sealed: "v1.k1.sealed".into(),
+            },
+            16,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn mutations_and_refusals_are_audited_with_the_request_that_made_them(store: Store, _url: String) {
     let key = ApiKeyId::generate();
     let (order, payment) = jinliu_store::with_audit_context(key_context(&key), paid_order(&store, 10)).await;
@@ -1043,4 +1069,242 @@ async fn one_node_at_a_time_seals_the_audit_log(store: Store, url: String) {
     assert!(b.leader && b.sealed == 3, "node B takes over an expired lease: {b:?}");
     let r = verify(&store, &[]).await;
     assert_eq!((r.checked, r.problem), (6, None));
+}
+
+async fn a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two_relayers(store: Store, url: String) {
+    use jinliu_domain::EventType;
+    let other_node = open(&url).await;
+    let s = scope();
+    let now = Utc::now();
+    let all = webhook_endpoint(&store, &s, None, now).await;
+    let paid_only = webhook_endpoint(&store, &s, Some(vec![EventType::PaymentCompleted]), now).await;
+    let orders_only = webhook_endpoint(&store, &s, Some(vec![EventType::OrderCreated]), now).await;
+    let off = webhook_endpoint(&store, &s, None, now).await;
+    store
+        .update_webhook_endpoint(
+            &s,
+            &off.id,
+            jinliu_store::EndpointPatch {
+                enabled: Some(false),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let live = Scope {
+        livemode: true,
+        ..s.clone()
+    };
+    webhook_endpoint(&store, &live, None, now).await;
+    // Three orders: three order.created events, older than the endpoint made below.
+    for _ in 0..3 {
+        store
+            .create_order(new_order(&s, twd(5)), now, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    webhook_endpoint(&store, &s, None, now + Duration::seconds(1)).await;
+    // Both nodes relay at once, without the lease: the conditional mark still lets each event
+    // through once.
+    let (a, b) = tokio::join!(
+        store.relay_webhook_events(2, now),
+        other_node.relay_webhook_events(100, now)
+    );
+    let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+    let rest = store
+        .relay_webhook_events(100, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.events + b.events + rest.events, 3, "{a:?} {b:?} {rest:?}");
+    assert_eq!(
+        a.messages + b.messages + rest.messages,
+        6,
+        "all + orders_only hear each order.created; paid_only, the disabled, the live and the younger endpoint do not"
+    );
+    let again = store
+        .relay_webhook_events(100, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, jinliu_store::RelayReport::default());
+    let counts = |ep: &jinliu_domain::EndpointId| {
+        let store = store.clone();
+        let (s, ep) = (s.clone(), ep.clone());
+        async move {
+            store
+                .webhook_messages(
+                    &s,
+                    &ep,
+                    &jinliu_store::MessageFilter {
+                        limit: 100,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .total
+        }
+    };
+    assert_eq!(counts(&all.id).await, 3);
+    assert_eq!(counts(&orders_only.id).await, 3);
+    assert_eq!(counts(&paid_only.id).await, 0);
+    assert_eq!(counts(&off.id).await, 0);
+}
+
+async fn a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule(store: Store, url: String) {
+    use jinliu_domain::webhook::WebhookAttempt;
+    let other = open(&url).await;
+    let s = scope();
+    let now = Utc::now();
+    let ep = webhook_endpoint(&store, &s, None, now).await;
+    store
+        .create_order(new_order(&s, twd(5)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .relay_webhook_events(100, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = tokio::join!(
+        store.claim_webhook_messages("node-a", now, 60_000, 10),
+        other.claim_webhook_messages("node-b", now, 60_000, 10)
+    );
+    let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(a.len() + b.len(), 1, "exactly one node holds the message: {a:?} {b:?}");
+    let (owner, m) = if a.is_empty() {
+        ("node-b", &b[0])
+    } else {
+        ("node-a", &a[0])
+    };
+    assert!(
+        other
+            .claim_webhook_messages("node-c", now, 60_000, 10)
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "leased"
+    );
+    assert!(
+        store
+            .renew_webhook_lease(owner, &m.id, now, 60_000)
+            .await
+            .unwrap_or(false)
+    );
+    assert!(
+        !store
+            .renew_webhook_lease("node-c", &m.id, now, 60_000)
+            .await
+            .unwrap_or(true)
+    );
+    let retry_at = now + Duration::seconds(5);
+    let attempt = |at: Timestamp, ok: bool| WebhookAttempt {
+        id: jinliu_domain::AttemptId::generate(),
+        message_id: m.id.clone(),
+        attempted_at: at,
+        status_code: Some(if ok { 200 } else { 500 }),
+        duration_ms: 3,
+        response_body: Some("x".into()),
+        error: None,
+        succeeded: ok,
+        next_attempt_at: None,
+    };
+    let disabled = store
+        .record_webhook_attempt(
+            owner,
+            &ep.id,
+            attempt(now, false),
+            jinliu_store::Delivery::Failed {
+                retry_at: Some(retry_at),
+                disable: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(disabled, None);
+    let early = other
+        .claim_webhook_messages("node-c", retry_at - Duration::milliseconds(1), 60_000, 10)
+        .await;
+    assert!(
+        early.unwrap_or_else(|e| panic!("{e}")).is_empty(),
+        "not before its retry time"
+    );
+    let due = other
+        .claim_webhook_messages("node-c", retry_at, 60_000, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((due.len(), due[0].attempts, due[0].series_attempts), (1, 1, 1));
+    other
+        .record_webhook_attempt(
+            "node-c",
+            &ep.id,
+            attempt(retry_at, true),
+            jinliu_store::Delivery::Succeeded,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let later = store
+        .claim_webhook_messages("node-a", retry_at + Duration::days(9), 60_000, 10)
+        .await;
+    assert!(
+        later.unwrap_or_else(|e| panic!("{e}")).is_empty(),
+        "a delivered message is done"
+    );
+    let (done, attempts) = store
+        .webhook_message(&s, &m.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("message"));
+    assert_eq!(done.status, jinliu_domain::webhook::MessageStatus::Succeeded);
+    assert_eq!(attempts.len(), 2);
+    assert!(!attempts[0].succeeded && attempts[1].succeeded);
+    let ep_now = store
+        .webhook_endpoint(&s, &ep.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("endpoint"));
+    assert_eq!(ep_now.failing_since, None, "a success ends the failure streak");
+}
+
+async fn the_relay_lease_is_held_by_one_node_at_a_time(store: Store, url: String) {
+    let other = open(&url).await;
+    let now = Utc::now();
+    let lease = jinliu_store::RELAY_LEASE;
+    let (a, b) = tokio::join!(
+        store.claim_worker_lease(lease, "node-a", now, 30_000),
+        other.claim_worker_lease(lease, "node-b", now, 30_000)
+    );
+    let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+    assert!(a ^ b, "exactly one node gets it: {a} {b}");
+    let (holder, waiter) = if a { ("node-a", "node-b") } else { ("node-b", "node-a") };
+    assert!(
+        store
+            .claim_worker_lease(lease, holder, now, 30_000)
+            .await
+            .unwrap_or(false),
+        "renewal at the same instant"
+    );
+    assert!(
+        !store
+            .claim_worker_lease(lease, waiter, now + Duration::seconds(29), 30_000)
+            .await
+            .unwrap_or(true)
+    );
+    assert!(
+        store
+            .claim_worker_lease(lease, waiter, now + Duration::seconds(31), 30_000)
+            .await
+            .unwrap_or(false),
+        "an expired lease can be taken"
+    );
+    store
+        .release_worker_lease(lease, waiter)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        store
+            .claim_worker_lease(lease, holder, now, 30_000)
+            .await
+            .unwrap_or(false),
+        "free after release"
+    );
 }

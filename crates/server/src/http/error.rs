@@ -65,9 +65,15 @@ impl ApiError {
             "order" => "order_not_found",
             "payment" => "payment_not_found",
             "refund" => "refund_not_found",
+            "webhook_endpoint" => "webhook_endpoint_not_found",
+            "webhook_message" => "webhook_message_not_found",
             _ => "not_found",
         };
-        ApiError::new(StatusCode::NOT_FOUND, code, format!("no such {what}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            code,
+            format!("no such {}", what.replace('_', " ")),
+        )
     }
 
     /// 500, logging the cause.

@@ -23,6 +23,7 @@ pub mod users;
 pub mod validate;
 pub mod watch;
 pub mod web;
+pub mod webhooks;
 
 use axum::Router;
 use axum::body::Body;

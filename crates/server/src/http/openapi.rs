@@ -27,6 +27,9 @@ use super::dto::{
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout,
         super::payments::qr_svg,
+        super::webhooks::create, super::webhooks::list, super::webhooks::get, super::webhooks::update, super::webhooks::delete,
+        super::webhooks::rotate_secret, super::webhooks::messages, super::webhooks::recover, super::webhooks::get_message,
+        super::webhooks::resend,
         super::notify::for_provider, super::notify::for_account, super::notify::octopus_alias, super::notify::seed,
         super::health::health, super::health::ready,
     ),
@@ -37,6 +40,9 @@ use super::dto::{
         super::merchant::NotifySecretDto, super::users::CreateUserBody, super::users::UpdateUserBody,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, PublicPaymentDto, RefundDto, ListDto<OrderDto>,
+        super::webhooks::CreateEndpointBody, super::webhooks::UpdateEndpointBody, super::webhooks::RecoverBody,
+        super::webhooks::EndpointDto, super::webhooks::MessageDto, super::webhooks::AttemptDto, super::webhooks::RecoverDto,
+        ListDto<super::webhooks::MessageDto>,
     )),
     modifiers(&BearerOnMerchantRoutes),
     tags(
@@ -48,6 +54,7 @@ use super::dto::{
         (name = "orders", description = "Orders (seed 000 and 004 bodies)"),
         (name = "payments", description = "Payments, cancellation and refunds"),
         (name = "notifications", description = "Inbound provider notifications"),
+        (name = "webhooks", description = "Outbound merchant webhooks: endpoints, messages, attempts"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -84,6 +91,8 @@ impl utoipa::Modify for BearerOnMerchantRoutes {
             let op = match route.method.as_str() {
                 "GET" => item.get.as_mut(),
                 "POST" => item.post.as_mut(),
+                "PATCH" => item.patch.as_mut(),
+                "DELETE" => item.delete.as_mut(),
                 _ => None,
             };
             if let Some(op) = op {

@@ -9,14 +9,14 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use jinliu_domain::{AuditActor, Permission};
 use jinliu_store::audit::current_audit_context;
 use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
 use super::watch::Watcher;
-use super::{audit, auth, keys, merchant, notify, orders, payments, users};
+use super::{audit, auth, keys, merchant, notify, orders, payments, users, webhooks};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -184,6 +184,96 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "New seed-000 notify secret (shown once)",
             ),
             post(merchant::rotate_notify_secret),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/webhook-endpoints",
+                Need(WebhooksManage),
+                "Create a webhook endpoint (secret shown once)",
+            ),
+            post(webhooks::create),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/webhook-endpoints",
+                Need(WebhooksManage),
+                "List webhook endpoints",
+            ),
+            get(webhooks::list),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/webhook-endpoints/{id}",
+                Need(WebhooksManage),
+                "Get a webhook endpoint",
+            ),
+            get(webhooks::get),
+        ),
+        (
+            spec(
+                Method::PATCH,
+                "/webhook-endpoints/{id}",
+                Need(WebhooksManage),
+                "Change a webhook endpoint",
+            ),
+            patch(webhooks::update),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/webhook-endpoints/{id}/rotate-secret",
+                Need(WebhooksManage),
+                "Rotate the signing secret (old one signs 24 h more)",
+            ),
+            post(webhooks::rotate_secret),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/webhook-endpoints/{id}/messages",
+                Need(WebhooksManage),
+                "An endpoint's messages",
+            ),
+            get(webhooks::messages),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/webhook-endpoints/{id}/recover",
+                Need(WebhooksManage),
+                "Re-queue everything since a time",
+            ),
+            post(webhooks::recover),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/webhook-messages/{id}",
+                Need(WebhooksManage),
+                "A webhook message with its attempts",
+            ),
+            get(webhooks::get_message),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/webhook-messages/{id}/resend",
+                Need(WebhooksManage),
+                "Send a webhook message again",
+            ),
+            post(webhooks::resend),
+        ),
+        (
+            spec(
+                Method::DELETE,
+                "/webhook-endpoints/{id}",
+                Need(WebhooksManage),
+                "Delete a webhook endpoint",
+            ),
+            delete(webhooks::delete),
         ),
         (
             spec(Method::POST, "/orders", Need(OrdersWrite), "Create an order"),

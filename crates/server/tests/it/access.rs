@@ -33,7 +33,12 @@ async fn call(app: &TestApp, method: &axum::http::Method, path: &str, bearer: Op
 #[tokio::test]
 async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credential() {
     let app = spawn_app().await;
-    // Real objects of the test merchant, so ids resolve.
+    // Real objects of the test merchant, so ids resolve. The webhook endpoint exists before the
+    // payment, so the payment's events become messages to it.
+    let endpoint = app
+        .post("/api/webhook-endpoints", json!({ "url": "http://127.0.0.1:9/hook" }))
+        .await;
+    assert_eq!(endpoint.status, 201, "{:?}", endpoint.body);
     let paid = app.paid("100", "HKD").await;
     let refund = app
         .post(
@@ -43,6 +48,17 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
         .await;
     assert_eq!(refund.status, 201, "{:?}", refund.body);
     let order = paid.data()["orderId"].as_str().unwrap_or_default().to_owned();
+    jinliu_server::webhooks::relay::run_once(&app.state)
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let messages = app
+        .get(&format!("/api/webhook-endpoints/{}/messages", endpoint.id()))
+        .await;
+    let message = messages.data()["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.starts_with("msg_"), "{:?}", messages.body);
     // Restricted to keys:manage, so a key holding exactly that permission may manage it.
     let own_key = app
         .post(
@@ -58,6 +74,10 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
             own_key.id()
         } else if path.starts_with("/refunds") {
             refund.id()
+        } else if path.starts_with("/webhook-endpoints") {
+            endpoint.id()
+        } else if path.starts_with("/webhook-messages") {
+            message.clone()
         } else {
             paid.id()
         };

@@ -13,6 +13,7 @@ mod providers;
 mod secrets_in_logs;
 mod spec;
 mod users;
+mod webhooks;
 
 use jinliu_server::config::{Config, Overrides};
 use jinliu_store::{Store, TableCounts};
@@ -97,12 +98,24 @@ pub async fn spawn_app() -> TestApp {
 /// A server with extra `JINLIU_*` settings. Provider calls time out after one second so the
 /// timeout tests stay short; status sync never runs by itself (tests call `sync_now`).
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(Engine::Sqlite, env, None).await
+}
+
+/// A server on `engine`, with extra settings and, optionally, a controllable clock. The webhook
+/// worker does not run by itself unless `JINLIU_WEBHOOK_WORKER` is set to true here; tests step
+/// it with `jinliu_server::webhooks::run_once`.
+pub async fn spawn_app_on(
+    engine: Engine,
+    env: &[(&str, &str)],
+    clock: Option<std::sync::Arc<jinliu_server::state::ManualClock>>,
+) -> TestApp {
     let mut vars: std::collections::HashMap<String, String> = [
         ("JINLIU_NOTIFY_SECRET", NOTIFY_SECRET),
         ("JINLIU_PROVIDER_TIMEOUT_MS", "1000"),
         ("JINLIU_SYNC_AFTER_SECS", "3600"),
         ("JINLIU_SYNC_INTERVAL_MS", "3600000"),
         ("JINLIU_MASTER_KEY", MASTER_KEY),
+        ("JINLIU_WEBHOOK_WORKER", "false"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -114,7 +127,7 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     vars.insert("JINLIU_AUDIT_SEAL_INTERVAL_MS".into(), "60000".into());
     vars.insert("JINLIU_AUDIT_CHECKPOINT_SECS".into(), "0".into());
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let db = TestDb::new(Engine::Sqlite).await;
+    let db = TestDb::new(engine).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -129,8 +142,11 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         .await
         .unwrap_or_else(|e| panic!("store: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
-    let app = jinliu_server::build_with_store(config, store.clone()).unwrap_or_else(|e| panic!("build: {e}"));
-    let now = chrono::Utc::now();
+    let mut app = jinliu_server::build_with_store(config, store.clone()).unwrap_or_else(|e| panic!("build: {e}"));
+    if let Some(c) = &clock {
+        app.clock = c.clone();
+    }
+    let now = app.clock.now();
     let merchant = jinliu_domain::Merchant::new(
         app.config.merchant_id.clone(),
         "Test shop",
@@ -221,6 +237,15 @@ impl TestApp {
                 .body(body),
         )
         .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {

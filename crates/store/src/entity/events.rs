@@ -1,5 +1,5 @@
 //! `events` rows: the transactional outbox. Written with the state change they describe; read by
-//! the webhook and realtime workers (later issues).
+//! the webhook relay (which marks each row dispatched) and the realtime workers.
 use sea_orm::entity::prelude::*;
 
 /// One domain event with its rendered payload.
@@ -16,6 +16,8 @@ pub struct Model {
     pub object_version: i64,
     pub payload: String,
     pub created_at: i64,
+    /// Set by the webhook relay once the event's messages exist.
+    pub webhooks_dispatched: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,4 +13,7 @@ pub mod refresh_tokens;
 pub mod refunds;
 pub mod sync_jobs;
 pub mod users;
+pub mod webhook_attempts;
+pub mod webhook_endpoints;
+pub mod webhook_messages;
 pub mod worker_leases;
