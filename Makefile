@@ -5,7 +5,7 @@ CARGO ?= cargo
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: run test fmt lint unit spec bench build release check-tools clean
+.PHONY: run test fmt lint unit node-deps spec bench build release check-tools clean
 
 ## make run: build and start jinliu on http://127.0.0.1:8080 with the embedded SQLite store in ./data
 run: check-tools
@@ -13,8 +13,14 @@ run: check-tools
 	./target/release/jinliu serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 ## make test: format check, clippy -D warnings, then every test (unit, property, store conformance on
-## SQLite, PostgreSQL and MariaDB, HTTP integration, sandbox flows)
-test: check-tools fmt lint unit
+## SQLite, PostgreSQL and MariaDB, HTTP integration, sandbox flows, realtime with node and Redis)
+test: check-tools fmt lint node-deps unit
+
+## make node-deps: the npm packages the integration tests run (socket.io-client, pinned by
+## crates/server/tests/node/package-lock.json)
+node-deps:
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: the Socket.IO test runs the real socket.io-client (apt install nodejs npm)"; exit 1; }
+	cd crates/server/tests/node && npm ci --no-audit --no-fund
 
 fmt:
 	$(CARGO) fmt --all -- --check

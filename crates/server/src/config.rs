@@ -90,6 +90,12 @@ pub struct Config {
     /// Access token lifetime in seconds (`JINLIU_JWT_EXPIRES_IN`: `24h` — seed 004's default —
     /// `15m`, `3600s` or plain seconds).
     pub jwt_expires_in_secs: i64,
+    /// Redis for the realtime event bus across nodes (`REDIS_URL`, `redis://…`); unset: the bus
+    /// is in-process and live updates reach only watchers connected to the node that made them.
+    pub redis_url: Option<Secret>,
+    /// The Redis pub/sub channel of the event bus (`JINLIU_REDIS_CHANNEL`, default
+    /// `jinliu:events`); nodes of one installation share it.
+    pub redis_channel: String,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -193,6 +199,8 @@ struct FileConfig {
     sync_after_secs: Option<i64>,
     sync_interval_ms: Option<u64>,
     jwt_expires_in: Option<String>,
+    redis_url: Option<String>,
+    redis_channel: Option<String>,
 }
 
 impl Config {
@@ -442,7 +450,22 @@ impl Config {
                     "must be a duration like 24h, 15m or 3600s, between 1 minute and 30 days",
                 )
             })?;
+        let redis_url = pick(None, "REDIS_URL", file.redis_url)
+            .or_else(|| env("JINLIU_REDIS_URL"))
+            .filter(|s| !s.is_empty());
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+        {
+            return Err(err("REDIS_URL", "must start with redis://, rediss:// or unix://"));
+        }
+        let redis_channel =
+            pick(None, "JINLIU_REDIS_CHANNEL", file.redis_channel).unwrap_or_else(|| "jinliu:events".into());
+        if redis_channel.is_empty() || redis_channel.len() > 200 {
+            return Err(err("JINLIU_REDIS_CHANNEL", "must be 1–200 characters"));
+        }
         Ok(Config {
+            redis_url: redis_url.map(Secret::new),
+            redis_channel,
             jwt_expires_in_secs,
             master_key,
             sandbox_url,

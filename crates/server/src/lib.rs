@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod http;
 pub mod ratelimit;
+pub mod realtime;
 pub mod secrets;
 pub mod service;
 pub mod state;
@@ -41,6 +42,9 @@ pub enum StartError {
     /// The demo credentials could not be created or written.
     #[error("first run: {0}")]
     Bootstrap(String),
+    /// The realtime bus could not be set up (a malformed `REDIS_URL`).
+    #[error("{0}")]
+    Bus(#[from] realtime::bus::BusError),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -98,7 +102,13 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         );
     }
     let auth = auth::Auth::new(&master);
+    let node_id = format!("node-{}", uuid::Uuid::now_v7().simple());
+    let realtime = match &config.redis_url {
+        Some(url) => realtime::Bus::with_redis(&node_id, url.expose(), &config.redis_channel)?,
+        None => realtime::Bus::local(&node_id),
+    };
     Ok(AppState {
+        realtime,
         auth: Arc::new(auth),
         sealer: Arc::new(secrets::Sealer::new(&master)),
         login_limits: Arc::new(ratelimit::LoginLimits::default()),
@@ -107,7 +117,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
-        node_id: format!("node-{}", uuid::Uuid::now_v7().simple()),
+        node_id,
         metrics: None,
     })
 }
@@ -120,6 +130,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
+    // Subscribed here, before the first request, so no committed event is missed.
+    let relay = tokio::spawn(realtime::relay(app.store.subscribe_events(), app.realtime.clone()));
+    let bus = tokio::spawn(app.realtime.clone().run());
+    // Live streams never end by themselves; closing the bus ends them so the server can drain.
+    let closing = app.realtime.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
@@ -129,6 +148,8 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     sync.abort();
+    relay.abort();
+    bus.abort();
     result
 }
 

@@ -46,6 +46,8 @@ pub struct AppState {
     pub login_limits: Arc<crate::ratelimit::LoginLimits>,
     /// This process's name in work leases (status sync), unique per start.
     pub node_id: String,
+    /// Live payment updates: the event bus (in-process, or through Redis).
+    pub realtime: crate::realtime::Bus,
     /// The Prometheus exporter's handle, when `serve` installed it (`GET /metrics`).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

@@ -23,7 +23,7 @@ use super::dto::{
         super::keys::create, super::keys::list, super::keys::roll, super::keys::revoke,
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
-        super::payments::checkout,
+        super::payments::checkout, crate::realtime::sse::stream,
         super::notify::for_provider, super::notify::for_account, super::notify::octopus_alias, super::notify::seed,
         super::health::health, super::health::ready,
     ),

@@ -175,6 +175,15 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         (
             spec(
+                Method::GET,
+                "/payments/{id}/events",
+                Watch,
+                "A payment's live status (Server-Sent Events)",
+            ),
+            get(crate::realtime::sse::stream),
+        ),
+        (
+            spec(
                 Method::POST,
                 "/payments/{id}/cancel",
                 Need(PaymentsWrite),
@@ -456,7 +465,11 @@ the browser only the payment id and client secret.\n\n\
     s.push_str(&markdown());
     s.push_str(
         "\nAlso public: `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/openapi.json`, and the sandboxes under \
-`/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n",
+`/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n\n\
+Socket.IO at `/socket.io/` is outside the route table: it has no merchant route, only the `joinPaymentRoom` \
+event, which takes a payment id (as seed 004 sends it; ids are UUIDv7 with 74 random bits) or `{ paymentId, clientSecret }`, \
+and sends only `{ paymentId, orderId, status, amount, currency, version, updatedAt }`; an unknown payment or a \
+wrong secret answers an `error` event. At most 20 payments per socket.\n",
     );
     s
 }

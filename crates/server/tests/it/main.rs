@@ -7,6 +7,7 @@ mod flows;
 mod idempotency;
 mod keys;
 mod providers;
+mod realtime;
 mod secrets_in_logs;
 mod spec;
 mod users;
@@ -28,7 +29,8 @@ pub struct TestApp {
     pub secret_key: String,
     pub store: Store,
     pub state: jinliu_server::state::AppState,
-    _db: TestDb,
+    /// The database this app owns (`None` for a second node on another app's database).
+    _db: Option<TestDb>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -80,6 +82,14 @@ pub async fn spawn_app() -> TestApp {
 /// A server with extra `JINLIU_*` settings. Provider calls time out after one second so the
 /// timeout tests stay short; status sync never runs by itself (tests call `sync_now`).
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let url = db.url.clone();
+    spawn_node(Some(db), &url, env).await
+}
+
+/// A server on the database at `url` (owning `db` when given). Several nodes may share one
+/// database: the test merchant is created by the first.
+pub async fn spawn_node(db: Option<TestDb>, url: &str, env: &[(&str, &str)]) -> TestApp {
     let mut vars: std::collections::HashMap<String, String> = [
         ("JINLIU_NOTIFY_SECRET", NOTIFY_SECRET),
         ("JINLIU_PROVIDER_TIMEOUT_MS", "1000"),
@@ -91,14 +101,13 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let db = TestDb::new(Engine::Sqlite).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let overrides = Overrides {
         listen: Some(addr.to_string()),
-        database_url: Some(db.url.clone()),
+        database_url: Some(url.to_owned()),
         ..Overrides::default()
     };
     let config = Config::load_from(&overrides, |k| vars.get(k).cloned()).unwrap_or_else(|e| panic!("config: {e}"));
@@ -117,10 +126,17 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         created_at: now,
         updated_at: now,
     };
-    store
-        .create_merchant(&merchant)
+    let exists = store
+        .merchant(&merchant.id)
         .await
-        .unwrap_or_else(|e| panic!("merchant: {e}"));
+        .unwrap_or_else(|e| panic!("merchant: {e}"))
+        .is_some();
+    if !exists {
+        store
+            .create_merchant(&merchant)
+            .await
+            .unwrap_or_else(|e| panic!("merchant: {e}"));
+    }
     let (_, secret_key) = app
         .auth
         .issue_key(
