@@ -338,3 +338,21 @@ async fn a_watcher_on_node_a_sees_a_payment_paid_through_node_b() {
     assert!(on_a.next().await.is_none());
     assert_eq!(json!(b.payment_now(&p.id()).await.data()["status"]), json!("completed"));
 }
+
+#[tokio::test]
+async fn with_redis_down_local_watchers_are_still_served() {
+    // A port nothing listens on: bind one, then free it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        l.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+    };
+    let redis = format!("redis://127.0.0.1:{port}");
+    let app = crate::spawn_app_with(&[("REDIS_URL", redis.as_str())]).await;
+    let p = pending_payment(&app).await;
+    let mut sse = Sse::open(&app, &p, None).await;
+    assert!(sse.next().await.is_some());
+    assert_eq!(app.sandbox_pay(&p, "success").await, 200);
+    until_status(&mut sse, "completed").await;
+    let subscribed = app.state.realtime.redis_subscribed().map(|r| *r.borrow());
+    assert_eq!(subscribed, Some(false), "Redis was never reachable");
+}
