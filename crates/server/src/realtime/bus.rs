@@ -51,7 +51,9 @@ impl Slot {
     fn offer(&self, n: Notice) {
         if self.tx.try_send(n).is_err() {
             // Full (or the watcher is leaving): it resyncs on its next read instead.
-            self.lagged.store(true, Ordering::Release);
+            if !self.lagged.swap(true, Ordering::AcqRel) {
+                metrics::counter!("jinliu_realtime_lagged_total").increment(1);
+            }
         }
     }
 }
@@ -139,6 +141,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        metrics::gauge!("jinliu_realtime_watchers").decrement(1.0);
         let mut rooms = self.local.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(room) = rooms.get_mut(&self.payment) {
             room.remove(&self.key);
@@ -202,6 +205,7 @@ impl Bus {
                     },
                 );
         }
+        metrics::gauge!("jinliu_realtime_watchers").increment(1.0);
         Subscription {
             rx,
             lagged,
@@ -213,6 +217,7 @@ impl Bus {
 
     /// Delivers `u` to this node's watchers and, with Redis, queues it for every other node.
     pub fn publish(&self, u: PaymentUpdate) {
+        metrics::counter!("jinliu_realtime_updates_total").increment(1);
         let u = Arc::new(u);
         self.local.deliver(u.clone());
         self.send_remote(Some(&u));
