@@ -5,7 +5,7 @@ CARGO ?= cargo
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: run test fmt lint unit spec bench build release check-tools clean web web-if-possible web-test e2e
+.PHONY: run test fmt lint unit node-deps spec bench build release check-tools clean web web-if-possible web-test e2e
 
 # The checkout front end (web/): rebuilt only when a source file is newer than web/dist/index.html,
 # and `npm ci` runs only when package-lock.json is newer than what node_modules was installed from.
@@ -20,9 +20,10 @@ run: check-tools web-if-possible
 	./target/release/jinliu serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 ## make test: format check, clippy -D warnings, then every test (unit, property, store conformance on
-## SQLite, PostgreSQL and MariaDB, HTTP integration, sandbox flows), then the web unit tests (Vitest)
+## SQLite, PostgreSQL and MariaDB, HTTP integration, sandbox flows, realtime with node and Redis), then the
+## web unit tests (Vitest)
 ## and the browser end-to-end tests (Chromium)
-test: check-tools fmt lint unit web-test e2e
+test: check-tools fmt lint node-deps unit web-test e2e
 
 ## make web: build the checkout page and jinliu.js into web/dist (npm ci + vite build, only when needed)
 web: web/dist/index.html
@@ -47,6 +48,12 @@ e2e: web
 	@test -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" || { echo "Chromium is missing: apt-get install -y chromium (.ci/run does it)"; exit 1; }
 	$(CARGO) build -p jinliu-server
 	cd web && JINLIU_BIN=../target/debug/jinliu node --test --test-concurrency=1 e2e/checkout.e2e.mjs
+
+## make node-deps: the npm packages the integration tests run (socket.io-client, pinned by
+## crates/server/tests/node/package-lock.json)
+node-deps:
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: the Socket.IO test runs the real socket.io-client (apt install nodejs npm)"; exit 1; }
+	cd crates/server/tests/node && npm ci --no-audit --no-fund
 
 fmt:
 	$(CARGO) fmt --all -- --check

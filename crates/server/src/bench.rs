@@ -54,6 +54,19 @@ pub struct BenchArgs {
     /// completes one).
     #[arg(long, default_value_t = 150_000)]
     pub notifications: usize,
+    /// Run only the realtime benchmark: SSE watchers of pending payments, each completed by an
+    /// Octopus notification at `--notify-rate`; notification → watcher latency and server RSS.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Realtime: concurrent SSE watchers.
+    #[arg(long, default_value_t = 10_000)]
+    pub watchers: usize,
+    /// Realtime: payments they watch (watcher i watches payment i mod this).
+    #[arg(long, default_value_t = 1_000)]
+    pub watched_payments: usize,
+    /// Realtime: notifications per second.
+    #[arg(long, default_value_t = 100)]
+    pub notify_rate: u64,
 }
 
 /// One request of a run: `Some(ok)` for request `i`, `None` when the fixtures ran out.
@@ -133,6 +146,11 @@ struct RunResult {
 
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.realtime {
+        let r = realtime_bench(&args).await?;
+        println!("\n{r}");
+        return Ok(());
+    }
     let mut report = Vec::new();
     if !args.skip_sqlite {
         let dir = tempfile_dir()?;
@@ -589,4 +607,233 @@ async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<f64> {
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The realtime run (`--realtime`), on a scratch SQLite database:
+/// 1. baseline: Octopus notifications at `--notify-rate` completing `--watched-payments` pending
+///    payments nobody watches (the notification's own answer time);
+/// 2. `--watchers` SSE streams (merchant key) spread over another `--watched-payments` pending
+///    payments, each connected and past its first (current-state) event;
+/// 3. the same notifications for the watched payments; each watcher records when the
+///    `completed` event arrives. Latency = that instant − the instant the notification was sent.
+///
+/// Server RSS is read before the watchers connect, once they are all connected, and at the end
+/// (with the peak, VmHWM).
+async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
+    use tokio::sync::Semaphore;
+    let dir = tempfile_dir()?;
+    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
+    let merchant = MerchantId::parse("mer_00000000000000000000000000000001").ok_or("merchant id")?;
+    let mut cfg = StoreConfig::new(&url);
+    cfg.sqlite_synchronous = args.sqlite_synchronous.clone();
+    let store = Store::connect(&cfg).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let hkd = Money::from_minor(10_000, Currency::Hkd).map_err(|e| e.to_string())?;
+    let p = args.watched_payments.max(1);
+    let seeded = store
+        .seed_pending_payments_with_ids(&merchant, "octopus", "octopus_test", hkd, 2 * p)
+        .await
+        .map_err(|e| e.to_string())?;
+    let master_hex = hex::encode(rand::random::<[u8; 32]>());
+    let master = crate::secrets::MasterKey::from_hex(&master_hex).map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now();
+    store
+        .create_merchant(&jinliu_domain::Merchant::new(
+            merchant.clone(),
+            "Bench merchant",
+            Currency::Twd,
+            "Asia/Taipei",
+            now,
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, secret_key) = crate::auth::Auth::new(&master)
+        .issue_key(
+            &store,
+            &merchant,
+            jinliu_domain::ApiKeyKind::Secret,
+            false,
+            None,
+            None,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(store);
+
+    let port = free_port()?;
+    let mut child = spawn_server(&url, port, &args.sqlite_synchronous, &master_hex)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await?;
+    let pid = child.id().ok_or("server exited")?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret_key}").parse().map_err(|e| format!("{e}"))?,
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (baseline_set, watched_set) = seeded.split_at(p);
+    let rate = args.notify_rate.max(1);
+
+    // 1. Baseline: the same notifications, nobody watching.
+    eprintln!("[realtime] baseline: {p} notifications at {rate}/s, no watchers");
+    let refs: Arc<Vec<String>> = Arc::new(baseline_set.iter().map(|(_, r)| r.clone()).collect());
+    let (_, baseline_acks, baseline_errors) = paced_notifications(&client, &base, &refs, rate).await;
+    let rss_idle = proc_stats(pid).rss_kb;
+
+    // 2. Watchers.
+    eprintln!("[realtime] connecting {} SSE watchers over {p} payments", args.watchers);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let connecting = Arc::new(Semaphore::new(256));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let connect_start = Instant::now();
+    for w in 0..args.watchers {
+        let idx = w % p;
+        let url = format!("{base}/api/payments/{}/events", watched_set[idx].0);
+        let (client, done_tx, connecting, ready, failed) = (
+            client.clone(),
+            done_tx.clone(),
+            connecting.clone(),
+            ready.clone(),
+            failed.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(permit) = connecting.acquire_owned().await else {
+                return;
+            };
+            let Ok(mut resp) = client.get(url).send().await else {
+                failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let mut buf = String::new();
+            let mut counted = false;
+            let mut permit = Some(permit);
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                if !counted && buf.contains("\n\n") {
+                    counted = true;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    permit.take();
+                }
+                if buf.contains("\"status\":\"completed\"") {
+                    let _ = done_tx.send((idx, Instant::now()));
+                    return;
+                }
+            }
+            failed.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    drop(done_tx);
+    let connect_deadline = Instant::now() + Duration::from_secs(180);
+    while ready.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < args.watchers {
+        if Instant::now() > connect_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connected = ready.load(Ordering::Relaxed);
+    let connect_secs = connect_start.elapsed().as_secs_f64();
+    let rss_watching = proc_stats(pid).rss_kb;
+
+    // 3. The watched payments complete.
+    eprintln!("[realtime] {connected} watchers connected in {connect_secs:.1} s; {p} notifications at {rate}/s");
+    let refs: Arc<Vec<String>> = Arc::new(watched_set.iter().map(|(_, r)| r.clone()).collect());
+    let (sent_at, loaded_acks, loaded_errors) = paced_notifications(&client, &base, &refs, rate).await;
+    let mut lat = Vec::with_capacity(connected);
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some((idx, at))) = tokio::time::timeout_at(drain_deadline, done_rx.recv()).await {
+        if let Some(Some(sent)) = sent_at.get(idx) {
+            lat.push(
+                at.saturating_duration_since(*sent)
+                    .as_micros()
+                    .min(u128::from(u32::MAX)) as u32,
+            );
+        }
+    }
+    let end = proc_stats(pid);
+    let peak_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let pct = |v: &mut Vec<u32>, q: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+        f64::from(v[i]) / 1000.0
+    };
+    let (mut b, mut l, mut lat_all) = (baseline_acks, loaded_acks, lat);
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    Ok(format!(
+        "## Realtime (SQLite, {rate} notifications/s, {watchers} SSE watchers over {p} payments)\n\n\
+| measure | p50 ms | p99 ms | n | errors |\n|---|---|---|---|---|\n\
+| baseline: notification answered, no watchers | {:.2} | {:.2} | {} | {} |\n\
+| notification answered, {connected} watchers | {:.2} | {:.2} | {} | {} |\n\
+| **notification sent → `completed` event at a watcher** | **{:.2}** | **{:.2}** | {} | {} watchers missed it |\n\n\
+Watchers connected: {connected} of {watchers} in {connect_secs:.1} s ({} failed).  \n\
+Server RSS: {:.0} MB before the watchers, {:.0} MB with them connected, {:.0} MB at the end, peak {:.0} MB.\n",
+        pct(&mut b, 0.5),
+        pct(&mut b, 0.99),
+        b.len(),
+        baseline_errors,
+        pct(&mut l, 0.5),
+        pct(&mut l, 0.99),
+        l.len(),
+        loaded_errors,
+        pct(&mut lat_all, 0.5),
+        pct(&mut lat_all, 0.99),
+        lat_all.len(),
+        connected.saturating_sub(lat_all.len()),
+        failed.load(Ordering::Relaxed),
+        mb(rss_idle),
+        mb(rss_watching),
+        mb(end.rss_kb),
+        mb(peak_kb),
+        watchers = args.watchers,
+    ))
+}
+
+/// Sends one Octopus notification per reference at `rate` per second (open loop, each in its own
+/// task). Returns when each was sent, each answer's latency (µs) and the error count.
+async fn paced_notifications(
+    client: &reqwest::Client,
+    base: &str,
+    references: &Arc<Vec<String>>,
+    rate: u64,
+) -> (Vec<Option<Instant>>, Vec<u32>, u64) {
+    let op = notify_op(client, base, references);
+    let n = references.len();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = vec![None; n];
+    let mut tasks = Vec::with_capacity(n);
+    for (i, slot) in sent.iter_mut().enumerate() {
+        tick.tick().await;
+        let op = op.clone();
+        let start = Instant::now();
+        *slot = Some(start);
+        tasks.push(tokio::spawn(async move {
+            let ok = op(i).await.unwrap_or(false);
+            (ok, start.elapsed())
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::with_capacity(n), 0);
+    for t in tasks {
+        match t.await {
+            Ok((true, d)) => lat.push(d.as_micros().min(u128::from(u32::MAX)) as u32),
+            _ => errors += 1,
+        }
+    }
+    (sent, lat, errors)
 }

@@ -117,6 +117,12 @@ pub struct Config {
     /// Webhooks: whether this node runs the relay and delivery worker (`JINLIU_WEBHOOK_WORKER`,
     /// default true); API-only nodes (and tests that step the worker themselves) turn it off.
     pub webhook_worker: bool,
+    /// Redis for the realtime event bus across nodes (`REDIS_URL`, `redis://…`); unset: the bus
+    /// is in-process and live updates reach only watchers connected to the node that made them.
+    pub redis_url: Option<Secret>,
+    /// The Redis pub/sub channel of the event bus (`JINLIU_REDIS_CHANNEL`, default
+    /// `jinliu:events`); nodes of one installation share it.
+    pub redis_channel: String,
 }
 
 /// One `[[provider_accounts]]` entry.
@@ -227,6 +233,8 @@ struct FileConfig {
     webhook_timeout_ms: Option<u64>,
     webhook_test_loopback: Option<bool>,
     webhook_worker: Option<bool>,
+    redis_url: Option<String>,
+    redis_channel: Option<String>,
 }
 
 impl Config {
@@ -553,6 +561,19 @@ impl Config {
             Some("false" | "0" | "no") => false,
             Some(other) => return Err(err("JINLIU_WEBHOOK_WORKER", format!("{other:?} is not true or false"))),
         };
+        let redis_url = pick(None, "REDIS_URL", file.redis_url)
+            .or_else(|| env("JINLIU_REDIS_URL"))
+            .filter(|s| !s.is_empty());
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+        {
+            return Err(err("REDIS_URL", "must start with redis://, rediss:// or unix://"));
+        }
+        let redis_channel =
+            pick(None, "JINLIU_REDIS_CHANNEL", file.redis_channel).unwrap_or_else(|| "jinliu:events".into());
+        if redis_channel.is_empty() || redis_channel.len() > 200 {
+            return Err(err("JINLIU_REDIS_CHANNEL", "must be 1–200 characters"));
+        }
         Ok(Config {
             web_dir,
             audit_checkpoints,
@@ -563,6 +584,8 @@ impl Config {
             webhook_interval_ms,
             webhook_timeout_ms,
             webhook_test_loopback,
+            redis_url: redis_url.map(Secret::new),
+            redis_channel,
             jwt_expires_in_secs,
             master_key,
             sandbox_url,

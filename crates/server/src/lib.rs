@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod http;
 pub mod ratelimit;
+pub mod realtime;
 pub mod secrets;
 pub mod service;
 pub mod state;
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The webhook HTTP clients could not be built.
     #[error("webhook client: {0}")]
     Webhooks(String),
+    /// The realtime bus could not be set up (a malformed `REDIS_URL`).
+    #[error("{0}")]
+    Bus(#[from] realtime::bus::BusError),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -107,8 +111,14 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
     }
     let auth = auth::Auth::new(&master);
     let webhooks = webhooks::Webhooks::new(&config).map_err(|e| StartError::Webhooks(e.to_string()))?;
+    let node_id = format!("node-{}", uuid::Uuid::now_v7().simple());
+    let realtime = match &config.redis_url {
+        Some(url) => realtime::Bus::with_redis(&node_id, url.expose(), &config.redis_channel)?,
+        None => realtime::Bus::local(&node_id),
+    };
     Ok(AppState {
         webhooks: Arc::new(webhooks),
+        realtime,
         auth: Arc::new(auth),
         sealer: Arc::new(secrets::Sealer::new(&master)),
         audit_keys: Arc::new(audit::AuditKeys::new(&master)),
@@ -118,7 +128,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
-        node_id: format!("node-{}", uuid::Uuid::now_v7().simple()),
+        node_id,
         metrics: None,
     })
 }
@@ -132,10 +142,26 @@ pub async fn serve(
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
     let sealer = tokio::spawn(audit::run(app.clone()));
-    let webhooks = app
-        .config
-        .webhook_worker
-        .then(|| tokio::spawn(webhooks::run(app.clone())));
+    let webhooks = app.config.webhook_worker.then(|| {
+        // Every committed event wakes the relay at once instead of at its next tick; a lagging
+        // feed wakes it too (the relay reads the outbox table, so nothing is lost either way).
+        let (mut feed, hooks) = (app.store.subscribe_events(), app.webhooks.clone());
+        let waker = tokio::spawn(async move {
+            while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) = feed.recv().await {
+                hooks.wake();
+            }
+        });
+        (tokio::spawn(webhooks::run(app.clone())), waker)
+    });
+    // Subscribed here, before the first request, so no committed event is missed.
+    let relay = tokio::spawn(realtime::relay(app.store.subscribe_events(), app.realtime.clone()));
+    let bus = tokio::spawn(app.realtime.clone().run());
+    // Live streams never end by themselves; closing the bus ends them so the server can drain.
+    let closing = app.realtime.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
@@ -146,9 +172,12 @@ pub async fn serve(
     housekeeping.abort();
     sync.abort();
     sealer.abort();
-    if let Some(w) = webhooks {
-        w.abort();
+    if let Some((worker, waker)) = webhooks {
+        worker.abort();
+        waker.abort();
     }
+    relay.abort();
+    bus.abort();
     result
 }
 

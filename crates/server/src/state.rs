@@ -79,6 +79,8 @@ pub struct AppState {
     pub node_id: String,
     /// Outbound merchant webhooks: HTTP clients and the worker's wake-up signal.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Live payment updates: the event bus (in-process, or through Redis).
+    pub realtime: crate::realtime::Bus,
     /// The Prometheus exporter's handle, when `serve` installed it (`GET /metrics`).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

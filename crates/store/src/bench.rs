@@ -54,6 +54,24 @@ impl Store {
         amount: Money,
         count: usize,
     ) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .seed_pending_payments_with_ids(merchant, provider, account, amount, count)
+            .await?
+            .into_iter()
+            .map(|(_, reference)| reference)
+            .collect())
+    }
+
+    /// Like [`Store::seed_pending_payments`], also returning each payment's id (the realtime
+    /// benchmark watches them).
+    pub async fn seed_pending_payments_with_ids(
+        &self,
+        merchant: &MerchantId,
+        provider: &str,
+        account: &str,
+        amount: Money,
+        count: usize,
+    ) -> Result<Vec<(PaymentId, String)>, StoreError> {
         let mut references = Vec::with_capacity(count);
         let now = chrono::Utc::now();
         let txn = self.read().begin().await?;
@@ -98,10 +116,10 @@ impl Store {
                     completed_at: None,
                     created_at: now,
                     updated_at: now,
-                    id,
+                    id: id.clone(),
                 }));
                 order_rows.push(order_to_row(&order));
-                references.push(reference);
+                references.push((id, reference));
             }
             orders::Entity::insert_many(order_rows)
                 .exec_without_returning(&txn)

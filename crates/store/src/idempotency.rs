@@ -210,7 +210,7 @@ impl Store {
         value: T,
         idem: IdemRequest<T>,
     ) -> Result<T, StoreError> {
-        let w = crate::writer::work(move |_txn| {
+        let w = crate::writer::work(move |_txn, _sink| {
             let v = value.clone();
             Box::pin(async move { Ok(v) })
         });

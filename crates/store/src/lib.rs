@@ -40,7 +40,7 @@ pub use payments::{NotificationKey, PaymentChange};
 pub use sync::{SyncJob, SyncKind};
 pub use users::RefreshToken;
 pub use webhooks::{Delivery, EndpointPatch, MessageFilter, NewEndpoint, RECOVER_MAX_EVENTS, RELAY_LEASE, RelayReport};
-pub use writer::WriterStats;
+pub use writer::{EVENT_FEED_CAPACITY, WriterStats};
 
 use jinliu_domain::MerchantId;
 
@@ -194,6 +194,18 @@ impl Store {
         self.inner.backend
     }
 
+    /// The committed-event feed: every outbox row (`events`) is sent here once the transaction
+    /// that wrote it has committed, in the order its unit wrote it; rows of a unit rolled back to
+    /// its savepoint, or of a batch whose commit failed, never are. Events of one node's store
+    /// only (other nodes reach subscribers through the server's event bus). A receiver that falls
+    /// more than [`EVENT_FEED_CAPACITY`] events behind gets `RecvError::Lagged` and must catch up
+    /// from the `events` table; with several writers (PostgreSQL, MySQL) two batches may publish
+    /// out of commit order, so consumers order by `object_version`. The realtime bus and the
+    /// webhook relay are woken by it.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<OutboxEvent> {
+        self.inner.writer.subscribe()
+    }
+
     /// How the group-commit writer has been batching (for the benchmark report).
     pub fn writer_stats(&self) -> WriterStats {
         self.inner.writer.stats()
@@ -258,6 +270,27 @@ pub struct TableCounts {
     pub webhook_messages: u64,
     /// `webhook_attempts`
     pub webhook_attempts: u64,
+}
+
+/// An outbox row as committed, as published by [`Store::subscribe_events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// `evt_…`
+    pub id: String,
+    /// The merchant it belongs to.
+    pub merchant_id: MerchantId,
+    /// Test or live.
+    pub livemode: bool,
+    /// `payment.completed`, …
+    pub event_type: String,
+    /// The object that changed (`ord_…`, `pay_…`, `re_…`).
+    pub object_id: String,
+    /// The object's version after the transition.
+    pub object_version: i64,
+    /// The rendered payload `{ id, type, createdAt, livemode, data }`.
+    pub payload: String,
+    /// When it was written.
+    pub created_at: jinliu_domain::Timestamp,
 }
 
 /// An outbox row as stored.

@@ -70,7 +70,7 @@ impl Store {
         now: Timestamp,
         idem: Option<IdemRequest<Order>>,
     ) -> Result<Order, StoreError> {
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let new = new.clone();
             Box::pin(async move {
                 let (order, event) = Order::create(new, new_order_number(), now);
@@ -83,7 +83,7 @@ impl Store {
                     Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
                     Err(e) => return Err(e.into()),
                 }
-                insert_events(txn, &order.merchant_id, order.livemode, &[event], now).await?;
+                insert_events(txn, sink, &order.merchant_id, order.livemode, &[event], now).await?;
                 Ok(order)
             })
         });
@@ -110,7 +110,7 @@ impl Store {
     ) -> Result<Order, StoreError> {
         let hint = AuditTarget::id_only("order", id.as_str());
         let (scope, id) = (scope.clone(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (scope, id) = (scope.clone(), id.clone());
             Box::pin(async move {
                 let mut order = load_order(txn, Some(&scope), id.as_str()).await?;
@@ -124,7 +124,7 @@ impl Store {
                         update_payment(txn, p, v).await?;
                     }
                 }
-                insert_events(txn, &order.merchant_id, order.livemode, &events, now).await?;
+                insert_events(txn, sink, &order.merchant_id, order.livemode, &events, now).await?;
                 Ok(order)
             })
         });

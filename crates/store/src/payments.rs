@@ -12,7 +12,7 @@ use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::persist::{insert_events, update_order, update_payment};
 use crate::sync::{SyncKind, schedule};
-use crate::writer::work;
+use crate::writer::{EventSink, work};
 use crate::{Scope, Store, StoreError};
 
 /// A transition of a payment, decided by a provider answer, a notification, the merchant or the
@@ -78,6 +78,7 @@ pub struct NotificationKey {
 
 async fn apply_change<C: ConnectionTrait>(
     txn: &C,
+    sink: &EventSink,
     scope: Option<&Scope>,
     id: &PaymentId,
     change: PaymentChange,
@@ -114,7 +115,7 @@ async fn apply_change<C: ConnectionTrait>(
     if payment.version != payment_version {
         update_payment(txn, &payment, payment_version).await?;
     }
-    insert_events(txn, &payment.merchant_id, payment.livemode, &events, now).await?;
+    insert_events(txn, sink, &payment.merchant_id, payment.livemode, &events, now).await?;
     Ok(payment)
 }
 
@@ -142,7 +143,7 @@ impl Store {
         let hint = AuditTarget::id_only("payment", payment.id.as_str());
         let scope = scope.clone();
         let sync_delay = self.sync_delay_ms();
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (scope, payment) = (scope.clone(), payment.clone());
             Box::pin(async move {
                 let mut order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
@@ -166,6 +167,7 @@ impl Store {
                 }
                 insert_events(
                     txn,
+                    sink,
                     &payment.merchant_id,
                     payment.livemode,
                     &[event],
@@ -213,9 +215,9 @@ impl Store {
             AuditTarget::id_only("payment", id.as_str()),
         );
         let (scope, id) = (scope.cloned(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (scope, id, change) = (scope.clone(), id.clone(), change.clone());
-            Box::pin(async move { apply_change(txn, scope.as_ref(), &id, change, now).await })
+            Box::pin(async move { apply_change(txn, sink, scope.as_ref(), &id, change, now).await })
         });
         self.writer().submit_audited(w, idem, Some(spec)).await
     }
@@ -237,7 +239,7 @@ impl Store {
             AuditTarget::id_only("payment", id.as_str()),
         );
         let id = id.clone();
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (id, key, change) = (id.clone(), key.clone(), change.clone());
             Box::pin(async move {
                 // The key goes in inside its own savepoint: a duplicate (the same notification
@@ -263,7 +265,7 @@ impl Store {
                     }
                     Err(e) => return Err(e.into()),
                 }
-                apply_change(txn, None, &id, change, now).await.map(Some)
+                apply_change(txn, sink, None, &id, change, now).await.map(Some)
             })
         });
         self.writer().submit_audited(w, None, Some(spec)).await

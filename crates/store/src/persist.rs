@@ -4,13 +4,16 @@ use jinliu_domain::{EventDraft, EventId, MerchantId, Order, Payment, Refund, Tim
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-use crate::StoreError;
 use crate::convert::{ms, order_to_row, payment_to_row, refund_to_row};
 use crate::entity::{events, orders, payments, refunds};
+use crate::writer::EventSink;
+use crate::{OutboxEvent, StoreError};
 
-/// Writes the outbox rows for `drafts`, in order, with ids that sort in that order.
+/// Writes the outbox rows for `drafts`, in order, with ids that sort in that order, and records
+/// them in the unit's sink so the writer publishes them once committed.
 pub(crate) async fn insert_events<C: ConnectionTrait>(
     conn: &C,
+    sink: &EventSink,
     merchant: &MerchantId,
     livemode: bool,
     drafts: &[EventDraft],
@@ -19,21 +22,35 @@ pub(crate) async fn insert_events<C: ConnectionTrait>(
     if drafts.is_empty() {
         return Ok(());
     }
-    let rows = drafts.iter().map(|d| {
-        let id = EventId::generate();
-        events::ActiveModel {
-            payload: Set(d.render(&id, now, livemode)),
-            id: Set(id.to_string()),
-            merchant_id: Set(merchant.to_string()),
-            livemode: Set(livemode),
-            event_type: Set(d.event_type.as_str().to_owned()),
-            object_id: Set(d.object_id.clone()),
-            object_version: Set(d.version),
-            created_at: Set(ms(now)),
-            webhooks_dispatched: Set(false),
-        }
+    let written: Vec<OutboxEvent> = drafts
+        .iter()
+        .map(|d| {
+            let id = EventId::generate();
+            OutboxEvent {
+                payload: d.render(&id, now, livemode),
+                id: id.to_string(),
+                merchant_id: merchant.clone(),
+                livemode,
+                event_type: d.event_type.as_str().to_owned(),
+                object_id: d.object_id.clone(),
+                object_version: d.version,
+                created_at: now,
+            }
+        })
+        .collect();
+    let rows = written.iter().map(|e| events::ActiveModel {
+        id: Set(e.id.clone()),
+        merchant_id: Set(e.merchant_id.to_string()),
+        livemode: Set(e.livemode),
+        event_type: Set(e.event_type.clone()),
+        object_id: Set(e.object_id.clone()),
+        object_version: Set(e.object_version),
+        payload: Set(e.payload.clone()),
+        created_at: Set(ms(now)),
+        webhooks_dispatched: Set(false),
     });
     events::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    sink.record(written);
     Ok(())
 }
 

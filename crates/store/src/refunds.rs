@@ -49,7 +49,7 @@ impl Store {
         );
         let (scope, payment_id) = (scope.clone(), payment_id.clone());
         let sync_delay = self.sync_delay_ms();
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (scope, payment_id, reason) = (scope.clone(), payment_id.clone(), reason.clone());
             Box::pin(async move {
                 let mut payment = load_payment(txn, Some(&scope), payment_id.as_str()).await?;
@@ -76,7 +76,7 @@ impl Store {
                 refunds::Entity::insert(refund_to_row(&refund))
                     .exec_without_returning(txn)
                     .await?;
-                insert_events(txn, &refund.merchant_id, refund.livemode, &[event], now).await?;
+                insert_events(txn, sink, &refund.merchant_id, refund.livemode, &[event], now).await?;
                 // The request that started the refund holds the job's lease while it talks to the
                 // provider; status sync takes over only when that request gives up (it releases
                 // the lease) or its node dies (the lease expires).
@@ -108,7 +108,7 @@ impl Store {
             AuditTarget::id_only("refund", refund_id.as_str()),
         );
         let refund_id = refund_id.clone();
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (refund_id, outcome) = (refund_id.clone(), outcome.clone());
             Box::pin(async move {
                 let mut refund = load_refund(txn, None, refund_id.as_str()).await?;
@@ -121,7 +121,7 @@ impl Store {
                 if order.version != ov {
                     update_order(txn, &order, ov).await?;
                 }
-                insert_events(txn, &refund.merchant_id, refund.livemode, &events, now).await?;
+                insert_events(txn, sink, &refund.merchant_id, refund.livemode, &events, now).await?;
                 finish(txn, refund.id.as_str()).await?;
                 Ok(refund)
             })

@@ -305,7 +305,7 @@ impl Store {
             AuditTarget::id_only("webhook_endpoint", new.id.as_str()),
         );
         let scope = scope.clone();
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             let (scope, new) = (scope.clone(), new.clone());
             Box::pin(async move {
                 merchants::Entity::update_many()
@@ -392,7 +392,7 @@ impl Store {
             AuditTarget::id_only("webhook_endpoint", id.as_str()),
         );
         let (scope, id) = (scope.clone(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             let (scope, id, patch) = (scope.clone(), id.clone(), patch.clone());
             Box::pin(async move {
                 let mut e = endpoint_from_row(load_endpoint(txn, Some(&scope), id.as_str()).await?)?;
@@ -442,7 +442,7 @@ impl Store {
             AuditTarget::id_only("webhook_endpoint", id.as_str()),
         );
         let (scope, id) = (scope.clone(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             let (scope, id, new_sealed) = (scope.clone(), id.clone(), new_sealed.clone());
             Box::pin(async move {
                 let mut e = endpoint_from_row(load_endpoint(txn, Some(&scope), id.as_str()).await?)?;
@@ -468,7 +468,7 @@ impl Store {
             AuditTarget::id_only("webhook_endpoint", id.as_str()),
         );
         let (scope, id) = (scope.clone(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             let (scope, id) = (scope.clone(), id.clone());
             Box::pin(async move {
                 let gone = webhook_endpoints::Entity::delete_many()
@@ -524,7 +524,7 @@ impl Store {
     /// holding [`RELAY_LEASE`]; if another relayer got to a row first, the unit is re-run on
     /// what is left.
     pub async fn relay_webhook_events(&self, limit: u64, now: Timestamp) -> Result<RelayReport, StoreError> {
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             Box::pin(async move {
                 let batch = events::Entity::find()
                     .filter(events::Column::WebhooksDispatched.eq(false))
@@ -655,7 +655,7 @@ impl Store {
         delivery: Delivery,
     ) -> Result<Option<String>, StoreError> {
         let (owner, endpoint_id) = (owner.to_owned(), endpoint_id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, sink| {
             let (owner, endpoint_id, attempt, delivery) =
                 (owner.clone(), endpoint_id.clone(), attempt.clone(), delivery.clone());
             Box::pin(async move {
@@ -681,7 +681,7 @@ impl Store {
                                 && e.status == EndpointStatus::Enabled
                             {
                                 let event = endpoint_disabled_event(&e, &reason, now);
-                                insert_events(txn, &e.merchant_id, e.livemode, &[event], now).await?;
+                                insert_events(txn, sink, &e.merchant_id, e.livemode, &[event], now).await?;
                                 e.status = EndpointStatus::Disabled;
                                 e.disabled_reason = Some(reason.clone());
                                 disabled = Some(reason);
@@ -847,7 +847,7 @@ impl Store {
             AuditTarget::id_only("webhook_message", id.as_str()),
         );
         let (scope, id) = (scope.clone(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             let (scope, id) = (scope.clone(), id.clone());
             Box::pin(async move {
                 let row = webhook_messages::Entity::find_by_id(id.to_string())
@@ -904,7 +904,7 @@ impl Store {
             AuditTarget::id_only("webhook_endpoint", id.as_str()),
         );
         let (scope, id) = (scope.clone(), id.clone());
-        let w = work(move |txn| {
+        let w = work(move |txn, _sink| {
             let (scope, id) = (scope.clone(), id.clone());
             Box::pin(async move {
                 let ep = load_endpoint(txn, Some(&scope), id.as_str()).await?;

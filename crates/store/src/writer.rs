@@ -8,6 +8,16 @@
 //!
 //! Callers are answered only after the commit, so nobody ever sees a success that a crash could
 //! take back. A unit that fails is rolled back to its savepoint and does not affect the others.
+//!
+//! After a commit the writer publishes the outbox rows (`events`) of the units that succeeded on
+//! a broadcast channel ([`crate::Store::subscribe_events`]). Each unit gets its own
+//! [`EventSink`], passed to it explicitly beside its savepoint: the outbox insert records what it
+//! wrote there, and the writer — which alone knows whether the savepoint was released and the
+//! batch committed — keeps the sink of a released savepoint and publishes it only after the
+//! commit. A retried attempt starts with a fresh sink, and a unit rolled back to its savepoint or
+//! a batch whose commit failed publishes nothing. The sink is an argument rather than a task-local
+//! or a shared map so that a unit cannot write events the writer does not see, and no state lives
+//! outside the writer.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -20,25 +30,51 @@ use sea_orm::{
     AccessMode, DatabaseConnection, DatabaseTransaction, IsolationLevel, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
 use crate::audit::AuditSpec;
 use crate::idempotency::{self, IdemRequest};
-use crate::{Backend, StoreError};
+use crate::{Backend, OutboxEvent, StoreError};
 
-/// The future a unit of work returns; it borrows the savepoint it runs in.
+/// The future a unit of work returns; it borrows the savepoint it runs in and its event sink.
 pub(crate) type TxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A unit of work: may run more than once (after a conflict), always in a fresh savepoint.
-pub(crate) type Work<T> = Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> TxFuture<'a, T> + Send + Sync>;
+/// A unit of work: may run more than once (after a conflict), always in a fresh savepoint with a
+/// fresh [`EventSink`].
+pub(crate) type Work<T> = Box<dyn for<'a> Fn(&'a DatabaseTransaction, &'a EventSink) -> TxFuture<'a, T> + Send + Sync>;
 
 /// Helps type inference turn a closure into a [`Work`].
 pub(crate) fn work<T, F>(f: F) -> Work<T>
 where
-    F: for<'a> Fn(&'a DatabaseTransaction) -> TxFuture<'a, T> + Send + Sync + 'static,
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a EventSink) -> TxFuture<'a, T> + Send + Sync + 'static,
 {
     Box::new(f)
 }
+
+/// The outbox rows one attempt of a unit of work wrote, in order. Filled by
+/// `persist::insert_events`; read by the writer after the commit. Write events only on the
+/// unit's own savepoint (not on a nested savepoint the unit may roll back on its own), since the
+/// sink records what the unit wrote, not what survived inside it.
+#[derive(Debug, Default)]
+pub(crate) struct EventSink(std::sync::Mutex<Vec<OutboxEvent>>);
+
+impl EventSink {
+    pub(crate) fn record(&self, events: impl IntoIterator<Item = OutboxEvent>) {
+        // Never held across an await; a poisoned lock still holds valid rows.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(events);
+    }
+
+    fn take(&self) -> Vec<OutboxEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// How many committed events a slow subscriber may fall behind before it is told it lagged
+/// (`RecvError::Lagged`) and must catch up from the database.
+pub const EVENT_FEED_CAPACITY: usize = 4096;
 
 /// How many times a unit of work is retried after a concurrency conflict before giving up.
 const MAX_ATTEMPTS: usize = 5;
@@ -48,6 +84,8 @@ trait Job: Send {
     async fn run(&mut self, txn: &DatabaseTransaction);
     /// The database rolled back the whole transaction while this unit ran.
     fn aborted_transaction(&self) -> bool;
+    /// The events of the unit's released savepoint, if it succeeded (asked only after a commit).
+    fn take_events(&mut self) -> Vec<OutboxEvent>;
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
@@ -56,6 +94,7 @@ struct UnitJob<T> {
     idem: Option<IdemRequest<T>>,
     audit: Option<AuditSpec<T>>,
     outcome: Option<Result<T, StoreError>>,
+    events: Vec<OutboxEvent>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -71,7 +110,8 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
             let Ok(sp) = txn.begin().await else {
                 break Err(StoreError::TransactionAborted);
             };
-            match (self.work)(&sp).await {
+            let sink = EventSink::default();
+            match (self.work)(&sp, &sink).await {
                 Ok(value) => {
                     let recorded = match self.idem.take() {
                         Some(idem) => idempotency::record_success(&sp, idem, &value).await,
@@ -84,7 +124,10 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     };
                     match recorded {
                         Ok(()) => match sp.commit().await {
-                            Ok(()) => break Ok(value),
+                            Ok(()) => {
+                                self.events = sink.take();
+                                break Ok(value);
+                            }
                             Err(_) => break Err(StoreError::TransactionAborted),
                         },
                         Err(e) => {
@@ -138,6 +181,13 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         matches!(self.outcome, Some(Err(StoreError::TransactionAborted)))
     }
 
+    fn take_events(&mut self) -> Vec<OutboxEvent> {
+        match self.outcome {
+            Some(Ok(_)) => std::mem::take(&mut self.events),
+            _ => Vec::new(),
+        }
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let result = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
@@ -165,6 +215,7 @@ pub struct WriterStats {
 /// The handle to the writer tasks.
 pub(crate) struct Writer {
     tx: mpsc::Sender<Box<dyn Job>>,
+    events: broadcast::Sender<OutboxEvent>,
     commits: Arc<AtomicU64>,
     units: Arc<AtomicU64>,
 }
@@ -176,6 +227,7 @@ impl Writer {
         let rx = Arc::new(Mutex::new(rx));
         let commits = Arc::new(AtomicU64::new(0));
         let units = Arc::new(AtomicU64::new(0));
+        let (events, _) = broadcast::channel(EVENT_FEED_CAPACITY);
         let options = match backend {
             // IMMEDIATE takes the write lock at BEGIN, so a batch never fails half-way on a lock
             // upgrade.
@@ -201,10 +253,16 @@ impl Writer {
                 max_batch,
                 commits: commits.clone(),
                 units: units.clone(),
+                events: events.clone(),
             };
             tokio::spawn(loop_state.run());
         }
-        Writer { tx, commits, units }
+        Writer {
+            tx,
+            events,
+            commits,
+            units,
+        }
     }
 
     /// Queues a unit of work and waits for its committed result.
@@ -230,10 +288,16 @@ impl Writer {
             idem,
             audit,
             outcome: None,
+            events: Vec::new(),
             reply,
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A receiver of every event committed from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<OutboxEvent> {
+        self.events.subscribe()
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
@@ -251,6 +315,7 @@ struct WriterLoop {
     max_batch: usize,
     commits: Arc<AtomicU64>,
     units: Arc<AtomicU64>,
+    events: broadcast::Sender<OutboxEvent>,
 }
 
 impl WriterLoop {
@@ -306,6 +371,15 @@ impl WriterLoop {
         match &commit {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                // Published before the callers are answered, so whoever reacts to an answer and
+                // then subscribes has not missed this batch's events through the feed's own
+                // lag; nobody can see them before they are durable.
+                for job in batch.iter_mut() {
+                    for event in job.take_events() {
+                        // An error only means nobody is subscribed right now.
+                        let _ = self.events.send(event);
+                    }
+                }
             }
             Err(e) => tracing::error!(error = %e, units = batch.len(), "group commit failed"),
         }

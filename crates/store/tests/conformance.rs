@@ -65,6 +65,7 @@ conformance!(
     a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two_relayers,
     a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule,
     the_relay_lease_is_held_by_one_node_at_a_time,
+    the_event_feed_publishes_exactly_the_committed_outbox_rows,
 );
 
 fn scope() -> Scope {
@@ -1306,5 +1307,102 @@ async fn the_relay_lease_is_held_by_one_node_at_a_time(store: Store, url: String
             .await
             .unwrap_or(false),
         "free after release"
+    );
+}
+
+async fn the_event_feed_publishes_exactly_the_committed_outbox_rows(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    // Key k-taken is finished first: later units with it write their order and its event, then
+    // lose the idempotency race and are rolled back to their savepoint, inside shared batches.
+    store
+        .create_order(new_order(&s, twd(5)), now, Some(idem("k-taken", "h", true)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let order = store
+        .create_order(new_order(&s, twd(10)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before: Vec<String> = store
+        .events_for_object(order.id.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut feed = store.subscribe_events();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (store, s, order) = (store.clone(), s.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => store
+                    .create_order(new_order(&s, twd(1 + i)), now, None)
+                    .await
+                    .map(|o| Some(o.id)),
+                1 => store
+                    .create_order(new_order(&s, twd(1 + i)), now, Some(idem("k-taken", "h", true)))
+                    .await
+                    .map(|o| Some(o.id)),
+                // Refused before it writes anything (wrong amount).
+                _ => store
+                    .create_payment(&s, attempt(&order, twd(11), now), None)
+                    .await
+                    .map(|_| None),
+            }
+        }));
+    }
+    let mut created = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap_or_else(|e| panic!("join: {e}"));
+        match (i % 3, r) {
+            (0, Ok(Some(id))) => created.push(id.to_string()),
+            (1, Err(StoreError::IdempotencyRace)) | (2, Err(StoreError::Attempt(_))) => {}
+            // On MySQL two writers inserting the same idempotency key can deadlock; InnoDB then
+            // rolls back a whole batch, and every unit in it is answered TransactionAborted.
+            // Nothing of such a batch may be published either.
+            (_, Err(StoreError::TransactionAborted)) => {}
+            (_, other) => panic!("unit {i}: {other:?}"),
+        }
+    }
+    // Every committed event is already published (the writer publishes before it answers).
+    let mut published = Vec::new();
+    loop {
+        match feed.try_recv() {
+            Ok(e) => published.push(e),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+            Err(e) => panic!("feed: {e}"),
+        }
+    }
+    let mut published_objects: Vec<String> = published.iter().map(|e| e.object_id.clone()).collect();
+    published_objects.sort();
+    created.sort();
+    assert_eq!(
+        published_objects, created,
+        "one order.created per committed order, nothing else"
+    );
+    for e in &published {
+        assert_eq!(e.event_type, "order.created");
+        assert_eq!(e.merchant_id, s.merchant_id);
+        let stored = store
+            .events_for_object(&e.object_id)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(stored.len(), 1);
+        assert_eq!((&stored[0].id, &stored[0].payload), (&e.id, &e.payload), "as stored");
+    }
+    // The table holds exactly what was published plus what existed before subscribing.
+    let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counts.events, published.len() as u64 + 2, "two orders existed before");
+    assert_eq!(
+        store
+            .events_for_object(order.id.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        before,
+        "the refused payments wrote no event"
     );
 }

@@ -61,11 +61,15 @@ pub fn router(app: AppState) -> Router {
         .config
         .sandbox
         .then(|| jinliu_providers::sandbox::router(&app.config.public_url));
+    // Socket.IO answers `/socket.io/` before the API's layers: it speaks its own protocol
+    // (long-polling and websocket) and does its own access check per join.
+    let (socket_io, _) = crate::realtime::socketio::layer(app.clone());
     let r = with_middleware(
         r.fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(app),
-    );
+    )
+    .layer(socket_io);
     match sandboxes {
         Some(s) => s.merge(r),
         None => r,

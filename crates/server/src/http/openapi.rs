@@ -25,7 +25,7 @@ use super::dto::{
         super::users::create, super::users::list, super::users::update,
         super::orders::create, super::orders::list, super::orders::get, super::orders::cancel, super::orders::payments,
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
-        super::payments::checkout,
+        super::payments::checkout, crate::realtime::sse::stream,
         super::payments::qr_svg,
         super::webhooks::create, super::webhooks::list, super::webhooks::get, super::webhooks::update, super::webhooks::delete,
         super::webhooks::rotate_secret, super::webhooks::messages, super::webhooks::recover, super::webhooks::get_message,

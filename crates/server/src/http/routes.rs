@@ -320,6 +320,15 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         (
             spec(
+                Method::GET,
+                "/payments/{id}/events",
+                Watch,
+                "A payment's live status (Server-Sent Events)",
+            ),
+            get(crate::realtime::sse::stream),
+        ),
+        (
+            spec(
                 Method::POST,
                 "/payments/{id}/cancel",
                 Need(PaymentsWrite),
@@ -470,22 +479,27 @@ fn refusal(e: AuthError, wanted: &str, invalid: &str) -> Response {
     .into_response()
 }
 
+/// The `Jinliu-Mode` header: `None` when absent, else live (`true`) or test.
+fn mode_header(req: &Request) -> Result<Option<bool>, ApiError> {
+    match req.headers().get("jinliu-mode").map(|v| v.to_str().unwrap_or("")) {
+        None => Ok(None),
+        Some("test") => Ok(Some(false)),
+        Some("live") => Ok(Some(true)),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_mode",
+            "Jinliu-Mode must be test or live",
+        )),
+    }
+}
+
 /// Authenticates the caller and checks the route's permission; the principal travels to the
 /// handler's `Caller` extractor in the request's extensions.
 async fn require(State((app, permission)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
     let merchant = req.headers().get("jinliu-merchant").and_then(|v| v.to_str().ok());
-    let livemode = match req.headers().get("jinliu-mode").map(|v| v.to_str().unwrap_or("")) {
-        None => None,
-        Some("test") => Some(false),
-        Some("live") => Some(true),
-        Some(_) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_mode",
-                "Jinliu-Mode must be test or live",
-            )
-            .into_response();
-        }
+    let livemode = match mode_header(&req) {
+        Ok(m) => m,
+        Err(refused) => return refused.into_response(),
     };
     let principal = match app
         .auth
@@ -526,9 +540,13 @@ async fn require_watcher(State(app): State<AppState>, mut req: Request, next: Ne
         Watcher::Browser { key: None }
     } else {
         let merchant = req.headers().get("jinliu-merchant").and_then(|v| v.to_str().ok());
+        let livemode = match mode_header(&req) {
+            Ok(m) => m,
+            Err(refused) => return refused.into_response(),
+        };
         match app
             .auth
-            .authenticate(&app.store, authorization(&req), merchant, app.clock.now())
+            .authenticate_in_mode(&app.store, authorization(&req), merchant, livemode, app.clock.now())
             .await
         {
             Ok(p) if p.is_publishable() => Watcher::Browser { key: Some(Arc::new(p)) },
@@ -686,7 +704,11 @@ the browser only the payment id and client secret.\n\n\
 own page calls them through `jinliu.js`.\n\n\
 Also public: `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/openapi.json`, the checkout front end \
 (`GET /pay/{paymentId}`, `/assets/…`, `/js/jinliu.js`: static files; the page's data needs the `clientSecret`), \
-and the sandboxes under `/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n",
+and the sandboxes under `/sandbox/<provider>/` when `JINLIU_SANDBOX` is on (test mode only).\n\n\
+Socket.IO at `/socket.io/` is outside the route table: it has no merchant route, only the `joinPaymentRoom` \
+event, which takes a payment id (as seed 004 sends it; ids are UUIDv7 with 74 random bits) or `{ paymentId, clientSecret }`, \
+and sends only `{ paymentId, orderId, status, amount, currency, version, updatedAt }`; an unknown payment or a \
+wrong secret answers an `error` event. At most 20 payments per socket.\n",
     );
     s
 }

@@ -10,6 +10,7 @@ mod idempotency;
 mod keys;
 mod merchant;
 mod providers;
+mod realtime;
 mod secrets_in_logs;
 mod spec;
 mod users;
@@ -32,11 +33,13 @@ pub struct TestApp {
     pub secret_key: String,
     pub store: Store,
     pub state: jinliu_server::state::AppState,
-    /// The database's URL (for tests that tamper with rows the way an attacker would).
+    /// The database's URL (for tests that tamper with rows the way an attacker would, and for a
+    /// second node on the same database).
     pub db_url: String,
     /// Holds the audit checkpoint file.
     pub dir: tempfile::TempDir,
-    _db: TestDb,
+    /// The database this app owns (`None` for a second node on another app's database).
+    _db: Option<TestDb>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -101,11 +104,24 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     spawn_app_on(Engine::Sqlite, env, None).await
 }
 
-/// A server on `engine`, with extra settings and, optionally, a controllable clock. The webhook
-/// worker does not run by itself unless `JINLIU_WEBHOOK_WORKER` is set to true here; tests step
-/// it with `jinliu_server::webhooks::run_once`.
+/// A server on a fresh `engine` database, with extra settings and, optionally, a controllable
+/// clock. The webhook worker does not run by itself unless `JINLIU_WEBHOOK_WORKER` is set to
+/// true here; tests step it with `jinliu_server::webhooks::run_once`.
 pub async fn spawn_app_on(
     engine: Engine,
+    env: &[(&str, &str)],
+    clock: Option<std::sync::Arc<jinliu_server::state::ManualClock>>,
+) -> TestApp {
+    let db = TestDb::new(engine).await;
+    let url = db.url.clone();
+    spawn_node(Some(db), &url, env, clock).await
+}
+
+/// A server on the database at `url` (owning `db` when given). Several nodes may share one
+/// database: the test merchant is created by the first.
+pub async fn spawn_node(
+    db: Option<TestDb>,
+    url: &str,
     env: &[(&str, &str)],
     clock: Option<std::sync::Arc<jinliu_server::state::ManualClock>>,
 ) -> TestApp {
@@ -127,14 +143,13 @@ pub async fn spawn_app_on(
     vars.insert("JINLIU_AUDIT_SEAL_INTERVAL_MS".into(), "60000".into());
     vars.insert("JINLIU_AUDIT_CHECKPOINT_SECS".into(), "0".into());
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let db = TestDb::new(engine).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let overrides = Overrides {
         listen: Some(addr.to_string()),
-        database_url: Some(db.url.clone()),
+        database_url: Some(url.to_owned()),
         ..Overrides::default()
     };
     let config = Config::load_from(&overrides, |k| vars.get(k).cloned()).unwrap_or_else(|e| panic!("config: {e}"));
@@ -154,10 +169,17 @@ pub async fn spawn_app_on(
         "Asia/Taipei",
         now,
     );
-    store
-        .create_merchant(&merchant)
+    let exists = store
+        .merchant(&merchant.id)
         .await
-        .unwrap_or_else(|e| panic!("merchant: {e}"));
+        .unwrap_or_else(|e| panic!("merchant: {e}"))
+        .is_some();
+    if !exists {
+        store
+            .create_merchant(&merchant)
+            .await
+            .unwrap_or_else(|e| panic!("merchant: {e}"));
+    }
     let (_, secret_key) = app
         .auth
         .issue_key(
@@ -192,7 +214,7 @@ pub async fn spawn_app_on(
         secret_key,
         store,
         state,
-        db_url: db.url.clone(),
+        db_url: url.to_owned(),
         dir,
         _db: db,
         _shutdown: tx,
