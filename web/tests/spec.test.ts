@@ -22,7 +22,7 @@ describe('the client matches docs/api-spec.yaml', () => {
   })
 
   it('calls routes the server has', () => {
-    for (const path of ['/api/payments/{id}', '/api/payments/{id}/qr.svg']) {
+    for (const path of ['/api/payments/{id}', '/api/payments/{id}/qr.svg', '/api/payments/{id}/events']) {
       expect(spec.paths[path]?.get, path).toBeDefined()
     }
   })
