@@ -204,32 +204,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
 
     // The merchant the seeded orders belong to, and a secret key for the load generator; the
     // child server gets the same master key, so it recognises the key's hash.
-    let master_hex = hex::encode(rand::random::<[u8; 32]>());
-    let master = crate::secrets::MasterKey::from_hex(&master_hex).map_err(|e| e.to_string())?;
-    let auth = crate::auth::Auth::new(&master);
-    let now = chrono::Utc::now();
-    store
-        .create_merchant(&jinliu_domain::Merchant::new(
-            merchant.clone(),
-            "Bench merchant",
-            Currency::Twd,
-            "Asia/Taipei",
-            now,
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (_, secret_key) = auth
-        .issue_key(
-            &store,
-            &merchant,
-            jinliu_domain::ApiKeyKind::Secret,
-            false,
-            None,
-            None,
-            now,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let (master_hex, secret_key) = bench_merchant(&store, &merchant).await?;
 
     let main_conns = args.connections.first().copied().unwrap_or(16);
     let base_conc = if backend == "sqlite" { 1 } else { main_conns };
@@ -330,6 +305,38 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         used,
         orders.len(),
     ))
+}
+
+/// Creates the bench merchant and a secret key for the load generator, under a fresh master
+/// key; returns that key in hex (the child server gets it, so it recognises the key's hash) and
+/// the key's text.
+async fn bench_merchant(store: &Store, merchant: &MerchantId) -> Result<(String, String), String> {
+    let master_hex = hex::encode(rand::random::<[u8; 32]>());
+    let master = crate::secrets::MasterKey::from_hex(&master_hex).map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now();
+    store
+        .create_merchant(&jinliu_domain::Merchant::new(
+            merchant.clone(),
+            "Bench merchant",
+            Currency::Twd,
+            "Asia/Taipei",
+            now,
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, secret_key) = crate::auth::Auth::new(&master)
+        .issue_key(
+            store,
+            merchant,
+            jinliu_domain::ApiKeyKind::Secret,
+            false,
+            None,
+            None,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((master_hex, secret_key))
 }
 
 fn free_port() -> Result<u16, String> {
@@ -634,31 +641,7 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
         .seed_pending_payments_with_ids(&merchant, "octopus", "octopus_test", hkd, 2 * p)
         .await
         .map_err(|e| e.to_string())?;
-    let master_hex = hex::encode(rand::random::<[u8; 32]>());
-    let master = crate::secrets::MasterKey::from_hex(&master_hex).map_err(|e| e.to_string())?;
-    let now = chrono::Utc::now();
-    store
-        .create_merchant(&jinliu_domain::Merchant::new(
-            merchant.clone(),
-            "Bench merchant",
-            Currency::Twd,
-            "Asia/Taipei",
-            now,
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (_, secret_key) = crate::auth::Auth::new(&master)
-        .issue_key(
-            &store,
-            &merchant,
-            jinliu_domain::ApiKeyKind::Secret,
-            false,
-            None,
-            None,
-            now,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let (master_hex, secret_key) = bench_merchant(&store, &merchant).await?;
     drop(store);
 
     let port = free_port()?;
