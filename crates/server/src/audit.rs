@@ -115,6 +115,18 @@ pub fn append_checkpoint(
         sig: keys.sign(cp.seq, &cp.mac, &at),
         at,
     };
+    // A node on PostgreSQL or MySQL may have no data directory yet: make the file's folder
+    // (owner-only, like the data directory).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(io)?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
@@ -323,6 +335,18 @@ mod tests {
         std::fs::write(&path, text.replacen("\"seq\":7", "\"seq\":5", 1)).unwrap_or_else(|e| panic!("{e}"));
         let err = read_checkpoints(&path, &k).err();
         assert!(matches!(err, Some(CheckpointError::Bad { line: 2, .. })), "{err:?}");
+    }
+
+    #[test]
+    fn the_checkpoint_files_folder_is_made_when_missing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("not/yet/cp.jsonl");
+        let cp = AuditCheckpoint {
+            seq: 1,
+            mac: "ab".repeat(32),
+        };
+        append_checkpoint(&path, &keys(), &cp, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_checkpoints(&path, &keys()).map(|c| c.len()).unwrap_or(0), 1);
     }
 
     #[test]
