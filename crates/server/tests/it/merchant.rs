@@ -79,7 +79,7 @@ async fn a_settings_body_cannot_set_the_id_or_status_and_bad_values_change_nothi
     }
     for (body, code) in [
         (json!({ "defaultProviders": { "TWD": "paypal" } }), "unknown_provider"),
-        (json!({ "defaultProviders": { "XXX": "tpay" } }), "unsupported_currency"),
+        (json!({ "defaultProviders": { "QQQ": "tpay" } }), "unsupported_currency"),
         (json!({ "amountLimits": { "TWD": "lots" } }), "invalid_amount"),
         (json!({ "amountLimits": { "TWD": 0.001 } }), "invalid_amount"),
         (json!({ "timezone": "Mars/Olympus" }), "validation_failed"),
