@@ -117,6 +117,9 @@ pub struct Config {
     /// Webhooks: whether this node runs the relay and delivery worker (`JINLIU_WEBHOOK_WORKER`,
     /// default true); API-only nodes (and tests that step the worker themselves) turn it off.
     pub webhook_worker: bool,
+    /// Webhooks: delivered and given-up messages (with their attempts) are deleted this many days
+    /// after their last change (`JINLIU_WEBHOOK_RETENTION_DAYS`, default 30); pending ones stay.
+    pub webhook_retention_days: u64,
     /// Redis for the realtime event bus across nodes (`REDIS_URL`, `redis://…`); unset: the bus
     /// is in-process and live updates reach only watchers connected to the node that made them.
     pub redis_url: Option<Secret>,
@@ -574,7 +577,16 @@ impl Config {
         if redis_channel.is_empty() || redis_channel.len() > 200 {
             return Err(err("JINLIU_REDIS_CHANNEL", "must be 1–200 characters"));
         }
+        let webhook_retention_days = parse_num(
+            env("JINLIU_WEBHOOK_RETENTION_DAYS"),
+            "JINLIU_WEBHOOK_RETENTION_DAYS",
+            30,
+        )?;
+        if !(1..=3_650).contains(&webhook_retention_days) {
+            return Err(err("JINLIU_WEBHOOK_RETENTION_DAYS", "must be 1–3650"));
+        }
         Ok(Config {
+            webhook_retention_days,
             web_dir,
             audit_checkpoints,
             audit_seal_interval_ms,

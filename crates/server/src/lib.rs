@@ -181,8 +181,9 @@ pub async fn serve(
     result
 }
 
-/// Deletes idempotency records past their 24 hours, once an hour. Idempotent, so several nodes
-/// doing it at once is harmless and needs no lease.
+/// Deletes idempotency records past their 24 hours and finished webhook messages past their
+/// retention, once an hour. Idempotent, so several nodes doing it at once is harmless and needs
+/// no lease.
 async fn housekeeping(app: AppState) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
@@ -195,6 +196,17 @@ async fn housekeeping(app: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        }
+        let before = app.clock.now() - chrono::Duration::days(app.config.webhook_retention_days as i64);
+        loop {
+            match app.store.purge_webhook_messages(before, 1_000).await {
+                Ok(0) => break,
+                Ok(n) => tracing::info!(deleted = n, "purged finished webhook messages"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge finished webhook messages");
+                    break;
+                }
+            }
         }
     }
 }

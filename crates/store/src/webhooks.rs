@@ -964,3 +964,41 @@ impl Store {
         self.writer().submit_audited(w, None, Some(spec)).await
     }
 }
+
+impl Store {
+    /// Deletes up to `limit` finished messages (succeeded, or failed and given up) last changed
+    /// before `before`, with their attempts; returns how many messages went. Pending messages are
+    /// kept whatever their age. The events stay in the outbox, so a later recovery can still make
+    /// new messages for them.
+    pub async fn purge_webhook_messages(&self, before: Timestamp, limit: u64) -> Result<u64, StoreError> {
+        use sea_orm::TransactionTrait;
+        let txn = self.read().begin().await?;
+        let ids: Vec<String> = webhook_messages::Entity::find()
+            .select_only()
+            .column(webhook_messages::Column::Id)
+            .filter(
+                webhook_messages::Column::Status
+                    .is_in([MessageStatus::Succeeded.as_str(), MessageStatus::Failed.as_str()]),
+            )
+            .filter(webhook_messages::Column::UpdatedAt.lt(ms(before)))
+            .limit(limit)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        if ids.is_empty() {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        webhook_attempts::Entity::delete_many()
+            .filter(webhook_attempts::Column::MessageId.is_in(ids.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?;
+        let gone = webhook_messages::Entity::delete_many()
+            .filter(webhook_messages::Column::Id.is_in(ids.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(gone)
+    }
+}

@@ -66,6 +66,7 @@ conformance!(
     a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule,
     the_relay_lease_is_held_by_one_node_at_a_time,
     the_event_feed_publishes_exactly_the_committed_outbox_rows,
+    finished_webhook_messages_are_purged_after_their_retention_but_pending_ones_stay,
 );
 
 fn scope() -> Scope {
@@ -1405,4 +1406,75 @@ async fn the_event_feed_publishes_exactly_the_committed_outbox_rows(store: Store
         before,
         "the refused payments wrote no event"
     );
+}
+
+async fn finished_webhook_messages_are_purged_after_their_retention_but_pending_ones_stay(store: Store, _url: String) {
+    use jinliu_domain::webhook::WebhookAttempt;
+    let s = scope();
+    let now = Utc::now();
+    let ep = webhook_endpoint(&store, &s, None, now).await;
+    for major in [5, 6] {
+        store
+            .create_order(new_order(&s, twd(major)), now, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    store
+        .relay_webhook_events(100, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claimed = store
+        .claim_webhook_messages("node-a", now, 60_000, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let delivered = claimed[0].id.clone();
+    store
+        .record_webhook_attempt(
+            "node-a",
+            &ep.id,
+            WebhookAttempt {
+                id: jinliu_domain::AttemptId::generate(),
+                message_id: delivered.clone(),
+                attempted_at: now,
+                status_code: Some(200),
+                duration_ms: 3,
+                response_body: None,
+                error: None,
+                succeeded: true,
+                next_attempt_at: None,
+            },
+            jinliu_store::Delivery::Succeeded,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let purge = |before| {
+        let store = store.clone();
+        async move {
+            store
+                .purge_webhook_messages(before, 1_000)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    assert_eq!(purge(now).await, 0, "not older than the cut-off yet");
+    assert_eq!(purge(now + Duration::days(31)).await, 1, "the delivered message goes");
+    let gone = store
+        .webhook_message(&s, &delivered)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(gone.is_none(), "with its attempts");
+    let left = store
+        .webhook_messages(
+            &s,
+            &ep.id,
+            &jinliu_store::MessageFilter {
+                status: None,
+                page: 1,
+                limit: 100,
+                starting_after: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(left.items.len(), 1, "the pending one stays, whatever its age");
 }
