@@ -58,7 +58,11 @@ pub struct BenchArgs {
     /// Octopus notification at `--notify-rate`; notification → watcher latency and server RSS.
     #[arg(long)]
     pub realtime: bool,
-    /// Realtime: concurrent SSE watchers.
+    /// Realtime: how the watchers follow their payment: `sse` or `socketio` (seed 004's
+    /// `joinPaymentRoom` over a WebSocket).
+    #[arg(long, default_value = "sse", value_parser = ["sse", "socketio"])]
+    pub transport: String,
+    /// Realtime: concurrent watchers.
     #[arg(long, default_value_t = 10_000)]
     pub watchers: usize,
     /// Realtime: payments they watch (watcher i watches payment i mod this).
@@ -337,6 +341,47 @@ async fn bench_merchant(store: &Store, merchant: &MerchantId) -> Result<(String,
         .await
         .map_err(|e| e.to_string())?;
     Ok((master_hex, secret_key))
+}
+
+/// One Socket.IO watcher, as seed 004's client behaves over the WebSocket transport: open the
+/// Engine.IO session, connect to the default namespace, `joinPaymentRoom` with the bare payment
+/// id, answer pings, and wait for the `paymentUpdate` that says `completed`. `joined` runs at the
+/// first update (the current state, sent on join). Returns when that update arrived.
+async fn socketio_watch(url: &str, payment: &str, mut joined: impl FnMut()) -> Result<Instant, String> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+    let mut counted = false;
+    while let Some(msg) = ws.next().await {
+        let text = match msg.map_err(|e| e.to_string())? {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let reply = if text.starts_with('0') {
+            // Engine.IO open: connect to the default namespace.
+            Some("40".to_owned())
+        } else if text == "2" {
+            Some("3".to_owned())
+        } else if text.starts_with("40") {
+            Some(format!("42[\"joinPaymentRoom\",\"{payment}\"]"))
+        } else if text.starts_with("42") {
+            if !counted {
+                counted = true;
+                joined();
+            }
+            if text.contains("\"status\":\"completed\"") {
+                return Ok(Instant::now());
+            }
+            None
+        } else {
+            None
+        };
+        if let Some(r) = reply {
+            ws.send(Message::Text(r.into())).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Err("the socket closed before the payment completed".into())
 }
 
 fn free_port() -> Result<u16, String> {
@@ -668,7 +713,12 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
     let rss_idle = proc_stats(pid).rss_kb;
 
     // 2. Watchers.
-    eprintln!("[realtime] connecting {} SSE watchers over {p} payments", args.watchers);
+    let socketio = args.transport == "socketio";
+    let kind = if socketio { "Socket.IO" } else { "SSE" };
+    eprintln!(
+        "[realtime] connecting {} {kind} watchers over {p} payments",
+        args.watchers
+    );
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
     let connecting = Arc::new(Semaphore::new(256));
     let ready = Arc::new(AtomicUsize::new(0));
@@ -677,6 +727,11 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
     for w in 0..args.watchers {
         let idx = w % p;
         let url = format!("{base}/api/payments/{}/events", watched_set[idx].0);
+        let ws_url = format!(
+            "{}/socket.io/?EIO=4&transport=websocket",
+            base.replacen("http://", "ws://", 1)
+        );
+        let payment = watched_set[idx].0.to_string();
         let (client, done_tx, connecting, ready, failed) = (
             client.clone(),
             done_tx.clone(),
@@ -688,6 +743,22 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
             let Ok(permit) = connecting.acquire_owned().await else {
                 return;
             };
+            if socketio {
+                let mut permit = Some(permit);
+                let joined = || {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    permit.take();
+                };
+                match socketio_watch(&ws_url, &payment, joined).await {
+                    Ok(at) => {
+                        let _ = done_tx.send((idx, at));
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                return;
+            }
             let Ok(mut resp) = client.get(url).send().await else {
                 failed.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -759,7 +830,7 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
     let (mut b, mut l, mut lat_all) = (baseline_acks, loaded_acks, lat);
     let mb = |kb: u64| kb as f64 / 1024.0;
     Ok(format!(
-        "## Realtime (SQLite, {rate} notifications/s, {watchers} SSE watchers over {p} payments)\n\n\
+        "## Realtime (SQLite, {rate} notifications/s, {watchers} {kind} watchers over {p} payments)\n\n\
 | measure | p50 ms | p99 ms | n | errors |\n|---|---|---|---|---|\n\
 | baseline: notification answered, no watchers | {:.2} | {:.2} | {} | {} |\n\
 | notification answered, {connected} watchers | {:.2} | {:.2} | {} | {} |\n\
