@@ -270,15 +270,22 @@ pub async fn checkout(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<ClientSecretQuery>,
 ) -> Result<Response, ApiError> {
+    use axum::http::header::{CACHE_CONTROL, REFERRER_POLICY, X_FRAME_OPTIONS};
     use axum::response::{Html, IntoResponse};
+    // The URL carries the client secret: no Referer to the provider, no caching, no framing.
+    let headers = [
+        (REFERRER_POLICY, "no-referrer"),
+        (CACHE_CONTROL, "no-store"),
+        (X_FRAME_OPTIONS, "DENY"),
+    ];
     let payment = by_client_secret(&app, &id, q).await?;
     let esc = jinliu_providers::sandbox::page::escape;
     if !payment.status.is_open() {
-        return Ok(Html(format!(
+        let page = Html(format!(
             "<!doctype html><meta charset=\"utf-8\"><title>Payment</title><p>This payment is {}.</p>",
             esc(payment.status.as_str())
-        ))
-        .into_response());
+        ));
+        return Ok((headers, page).into_response());
     }
     let form = service::adapter_of(&app, &payment)
         .and_then(|a| a.checkout_form(&service::provider_request(&payment)))
@@ -288,12 +295,12 @@ pub async fn checkout(
         .iter()
         .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v)))
         .collect();
-    Ok(Html(format!(
+    let page = Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Redirecting to the payment page</title></head>\
          <body><form id=\"checkout\" method=\"post\" action=\"{action}\">{inputs}\
          <noscript><button type=\"submit\">Continue to payment</button></noscript></form>\
          <script>document.getElementById('checkout').submit();</script></body></html>",
         action = esc(&form.action)
-    ))
-    .into_response())
+    ));
+    Ok((headers, page).into_response())
 }

@@ -507,7 +507,13 @@ async fn require(State((app, permission)): State<(AppState, Permission)>, mut re
         .await
     {
         Ok(p) => p,
-        Err(e) => return refusal(e, "secret key", "the key is unknown, revoked or expired"),
+        Err(e) => {
+            return refusal(
+                e,
+                "secret key",
+                "the key or access token is unknown, revoked or expired, or its user is disabled",
+            );
+        }
     };
     if principal.is_publishable() {
         return ApiError::new(
@@ -564,7 +570,13 @@ async fn require_watcher(State(app): State<AppState>, mut req: Request, next: Ne
                 .with_details(serde_json::json!({ "required": Permission::PaymentsRead.as_str() }))
                 .into_response();
             }
-            Err(e) => return refusal(e, "secret key", "the key is unknown, revoked or expired"),
+            Err(e) => {
+                return refusal(
+                    e,
+                    "secret key",
+                    "the key or access token is unknown, revoked or expired, or its user is disabled",
+                );
+            }
         }
     };
     req.extensions_mut().insert(watcher);

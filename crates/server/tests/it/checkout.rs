@@ -228,3 +228,30 @@ async fn the_public_view_answers_any_origin_but_lets_no_merchant_key_ride_along(
     );
     assert_eq!(header(&preflight, "access-control-allow-credentials"), "");
 }
+
+#[tokio::test]
+async fn the_form_posting_page_sends_no_referrer_and_is_neither_cached_nor_framed() {
+    let app = spawn_app().await;
+    let order = app.order("100", "TWD").await;
+    let pay = app
+        .post(
+            "/api/payments",
+            json!({ "orderId": order, "amount": 100, "currency": "TWD", "provider": "ecpay" }),
+        )
+        .await;
+    assert_eq!(pay.status, 201, "{:?}", pay.body);
+    let secret = pay.data()["clientSecret"].as_str().unwrap_or_default().to_owned();
+    let r = raw(
+        &app,
+        &format!("/api/payments/{}/checkout?clientSecret={secret}", pay.id()),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "referrer-policy"),
+        "no-referrer",
+        "the secret in the URL must not reach ECPay"
+    );
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(header(&r, "x-frame-options"), "DENY");
+}
