@@ -32,6 +32,48 @@ pub struct OrderFilter {
     pub starting_after: Option<OrderId>,
 }
 
+/// A page of `q`'s rows, newest first by id (ids are UUIDv7, so by creation time, with no ties):
+/// after `cursor` when one is given, else page `page`; one row more is read to know whether more
+/// follow. The one pagination of every list.
+pub(crate) async fn page_newest_first<E, C, T>(
+    conn: &C,
+    q: sea_orm::Select<E>,
+    id: E::Column,
+    cursor: Option<&str>,
+    page: u64,
+    limit: u64,
+    convert: impl Fn(E::Model) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+    C: ConnectionTrait,
+{
+    let total = q.clone().count(conn).await?;
+    let mut q = q.order_by_desc(id);
+    let offset = match cursor {
+        Some(cursor) => {
+            q = q.filter(id.lt(cursor));
+            0
+        }
+        None => (page - 1) * limit,
+    };
+    let rows = q.offset(offset).limit(limit + 1).all(conn).await?;
+    let has_more = rows.len() as u64 > limit;
+    let items = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(convert)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        items,
+        page,
+        limit,
+        total,
+        has_more,
+    })
+}
+
 /// One page of a list, newest first.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -162,29 +204,15 @@ impl Store {
         if let Some(to) = f.to_ms {
             q = q.filter(orders::Column::CreatedAt.lt(to));
         }
-        let total = q.clone().count(self.read()).await?;
-        // Ids are UUIDv7, so ordering by id is ordering by creation time, with no ties.
-        let mut q = q.order_by_desc(orders::Column::Id);
-        let offset = match &f.starting_after {
-            Some(cursor) => {
-                q = q.filter(orders::Column::Id.lt(cursor.as_str()));
-                0
-            }
-            None => (page - 1) * limit,
-        };
-        let rows = q.offset(offset).limit(limit + 1).all(self.read()).await?;
-        let has_more = rows.len() as u64 > limit;
-        let items = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(order_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            items,
+        page_newest_first(
+            self.read(),
+            q,
+            orders::Column::Id,
+            f.starting_after.as_ref().map(|c| c.as_str()),
             page,
             limit,
-            total,
-            has_more,
-        })
+            order_from_row,
+        )
+        .await
     }
 }

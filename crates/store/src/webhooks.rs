@@ -782,29 +782,17 @@ impl Store {
         if let Some(st) = f.status {
             q = q.filter(webhook_messages::Column::Status.eq(st.as_str()));
         }
-        let total = q.clone().count(self.read()).await?;
-        let mut q = q.order_by_desc(webhook_messages::Column::Id);
-        let offset = match &f.starting_after {
-            Some(cursor) => {
-                q = q.filter(webhook_messages::Column::Id.lt(cursor.as_str()));
-                0
-            }
-            None => (page - 1) * limit,
-        };
-        let rows = q.offset(offset).limit(limit + 1).all(self.read()).await?;
-        let has_more = rows.len() as u64 > limit;
-        let items = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(message_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            items,
+        let cursor = f.starting_after.as_ref().map(|c| c.as_str());
+        crate::orders::page_newest_first(
+            self.read(),
+            q,
+            webhook_messages::Column::Id,
+            cursor,
             page,
             limit,
-            total,
-            has_more,
-        })
+            message_from_row,
+        )
+        .await
     }
 
     /// One message in the caller's scope, with its attempts (oldest first).
