@@ -191,6 +191,20 @@ impl AuditTarget {
         }
     }
 
+    /// A merchant provider account after the change: which credentials are set, never their values.
+    pub fn provider_account(a: &crate::MerchantProviderAccount) -> AuditTarget {
+        AuditTarget {
+            kind: "provider_account",
+            id: a.id.to_string(),
+            merchant_id: Some(a.merchant_id.clone()),
+            detail: json!({
+                "provider": a.provider, "livemode": a.livemode, "baseUrl": a.base_url,
+                "credentialKeys": a.credential_keys, "default": a.is_default,
+                "status": a.status.as_str(), "version": a.version,
+            }),
+        }
+    }
+
     /// An API key after the change: its visible prefix and grants, never the hash.
     pub fn api_key(k: &ApiKey) -> AuditTarget {
         AuditTarget {

@@ -1,5 +1,5 @@
 //! Typed, prefixed, time-sortable identifiers (`ord_…`, `pay_…`, `re_…`, `evt_…`, `mer_…`, `ep_…`,
-//! `msg_…`, `att_…`).
+//! `msg_…`, `att_…`, `pa_…`).
 //!
 //! The body is a UUIDv7 in lower-case hex: the first 48 bits are the creation time in
 //! milliseconds, so ids sort by creation time as text and as database keys (good B-tree locality),
@@ -91,6 +91,8 @@ typed_id!(/// One webhook message: one event for one endpoint; its id is the `we
     MessageId, "msg_");
 typed_id!(/// One delivery attempt of a webhook message.
     AttemptId, "att_");
+typed_id!(/// A merchant's own provider account (its credentials are sealed by the server).
+    ProviderAccountId, "pa_");
 
 /// Crockford's base32 alphabet: no I, L, O or U, so an order number read aloud is unambiguous.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

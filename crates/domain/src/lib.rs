@@ -12,6 +12,7 @@ pub mod id;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod provider_account;
 pub mod refund;
 pub mod settle;
 pub mod webhook;
@@ -20,12 +21,13 @@ pub use access::{ApiKey, ApiKeyKind, Merchant, MerchantSettings, Permission, Rol
 pub use audit::{AuditActor, AuditContext, AuditTarget};
 pub use event::{EventDraft, EventType};
 pub use id::{
-    ApiKeyId, AttemptId, AuditId, EndpointId, EventId, MerchantId, MessageId, OrderId, PaymentId, RefundId, UserId,
-    new_client_secret, new_order_number, provider_reference,
+    ApiKeyId, AttemptId, AuditId, EndpointId, EventId, MerchantId, MessageId, OrderId, PaymentId, ProviderAccountId,
+    RefundId, UserId, new_client_secret, new_order_number, provider_reference,
 };
 pub use money::{AmountError, Currency, MajorAmount, Money};
 pub use order::{NewOrder, Order, OrderItem, OrderStatus};
 pub use payment::{Payment, PaymentStatus};
+pub use provider_account::{AccountStatus, MerchantProviderAccount};
 pub use refund::{Refund, RefundStatus};
 
 /// Timestamps are UTC instants with millisecond precision everywhere in jinliu.

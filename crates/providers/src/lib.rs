@@ -267,7 +267,17 @@ pub const PROVIDER_IDS: [&str; 4] = ["kpay", "tpay", "octopus", "ecpay"];
 
 /// Builds the adapter for an account.
 pub fn adapter(account: ProviderAccount) -> Result<Arc<dyn PaymentProvider>, account::AccountError> {
-    let out = Outbound::new(account.provider.clone(), account.policy.clone());
+    adapter_with(account, None)
+}
+
+/// Builds the adapter for an account whose calls resolve host names through `resolver` (the
+/// server passes its address guard for base URLs a merchant chose, so a merchant cannot point
+/// jinliu's provider calls at the private network).
+pub fn adapter_with(
+    account: ProviderAccount,
+    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+) -> Result<Arc<dyn PaymentProvider>, account::AccountError> {
+    let out = Outbound::with_resolver(account.provider.clone(), account.policy.clone(), resolver);
     Ok(match account.provider.as_str() {
         "kpay" => Arc::new(kpay::KPay::new(account, out)?),
         "tpay" => Arc::new(tpay::TPay::new(account, out)?),
@@ -276,6 +286,29 @@ pub fn adapter(account: ProviderAccount) -> Result<Arc<dyn PaymentProvider>, acc
         other => return Err(account::AccountError::UnknownProvider(other.to_owned())),
     })
 }
+
+/// The credential names a provider's accounts may carry (which of them are required is the
+/// adapter's check when it is built).
+pub fn credential_keys(provider: &str) -> &'static [&'static str] {
+    match provider {
+        "kpay" => &kpay::CREDENTIAL_KEYS,
+        "tpay" => &tpay::CREDENTIAL_KEYS,
+        "octopus" => &octopus::CREDENTIAL_KEYS,
+        "ecpay" => ecpay::CREDENTIAL_KEYS,
+        _ => &[],
+    }
+}
+
+/// The providers' own test and staging hosts (reference/providers.md): a live account may not
+/// point at any of them, so real money never goes to a test system.
+pub const TEST_HOSTS: &[&str] = &[
+    "test.4128888card.com.tw",
+    "web-test.online.octopus.com.hk",
+    "integration.online.octopus.com.hk",
+    "payment-stage.ecpay.com.tw",
+    "ecpayment-stage.ecpay.com.tw",
+    "vendor-stage.ecpay.com.tw",
+];
 
 /// The credentials of each provider's sandbox test merchant, by provider id.
 pub fn sandbox_credentials(provider: &str) -> HashMap<String, String> {

@@ -7,7 +7,7 @@
 //! only when the provider deduplicates on jinliu's refund id (otherwise the caller checks the
 //! refunded total first — see [`refund_safely`]).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -69,6 +69,15 @@ impl Reply {
     }
 }
 
+/// A shared resolver as reqwest wants it (a sized type).
+struct SharedResolver(Arc<dyn reqwest::dns::Resolve>);
+
+impl reqwest::dns::Resolve for SharedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        self.0.resolve(name)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Breaker {
     consecutive_failures: u32,
@@ -87,10 +96,23 @@ pub struct Outbound {
 impl Outbound {
     /// A client for `provider` with `policy`.
     pub fn new(provider: impl Into<String>, policy: CallPolicy) -> Outbound {
-        let http = reqwest::Client::builder()
+        Outbound::with_resolver(provider, policy, None)
+    }
+
+    /// A client for `provider` with `policy` that resolves names through `resolver` when given.
+    pub fn with_resolver(
+        provider: impl Into<String>,
+        policy: CallPolicy,
+        resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    ) -> Outbound {
+        let mut builder = reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("jinliu/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("jinliu/", env!("CARGO_PKG_VERSION")));
+        if let Some(r) = resolver {
+            builder = builder.dns_resolver(Arc::new(SharedResolver(r)));
+        }
+        let http = builder
             .build()
             // Building fails only when the TLS backend cannot initialise; the default client then
             // still serves plain-HTTP sandboxes and fails loudly on HTTPS.

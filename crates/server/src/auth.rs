@@ -124,7 +124,8 @@ pub struct Claims {
 pub const ISSUER: &str = "jinliu";
 /// Audience of access tokens.
 pub const AUDIENCE: &str = "jinliu-api";
-/// The signing key's id; tokens naming another `kid` are refused (rotation adds ids here).
+/// The id of the signing key derived from the master key; `jinliu keys rotate` adds `j2`, `j3`,
+/// … (see [`crate::keyring`]). Tokens naming a `kid` the ring does not accept are refused.
 pub const JWT_KID: &str = "k1";
 
 /// Why a credential was refused.
@@ -171,8 +172,16 @@ pub fn business_zone(app: &crate::state::AppState, merchant: &Merchant) -> chron
 /// Key hashing, access tokens and the verified-credential cache.
 pub struct Auth {
     pepper: [u8; 32],
-    jwt_key: [u8; 32],
+    jwt: std::sync::RwLock<JwtKeys>,
     cache: Mutex<HashMap<String, Cached>>,
+}
+
+/// The JWT signing keys, oldest first: tokens are signed with `keys[signing]`, and accepted when
+/// they name that key, the one before it (tokens signed before a rotation stay valid until they
+/// expire) or a newer one (signing on another node may already have moved to it).
+struct JwtKeys {
+    keys: Vec<(String, [u8; 32])>,
+    signing: usize,
 }
 
 impl std::fmt::Debug for Auth {
@@ -186,7 +195,10 @@ impl Auth {
     pub fn new(master: &crate::secrets::MasterKey) -> Auth {
         Auth {
             pepper: master.derive("jinliu api-key hash v1"),
-            jwt_key: master.derive("jinliu jwt hs256 k1"),
+            jwt: std::sync::RwLock::new(JwtKeys {
+                keys: vec![(JWT_KID.to_owned(), master.derive("jinliu jwt hs256 k1"))],
+                signing: 0,
+            }),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -202,20 +214,33 @@ impl Auth {
             nbf: now.timestamp(),
             iat: now.timestamp(),
         };
+        let (kid, key) = {
+            let jwt = self.jwt.read().unwrap_or_else(|p| p.into_inner());
+            jwt.keys[jwt.signing.min(jwt.keys.len() - 1)].clone()
+        };
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-        header.kid = Some(JWT_KID.into());
+        header.kid = Some(kid);
         // Encoding a struct of strings and integers with an HMAC key cannot fail.
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&self.jwt_key))
-            .unwrap_or_default()
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&key)).unwrap_or_default()
     }
 
     /// The user id of a valid access token: algorithm pinned to HS256, `kid`, issuer, audience,
     /// `exp`, `nbf`, `iat` and `sub` required and checked, 30 s leeway.
     pub fn verify_access_token(&self, token: &str, now: Timestamp) -> Result<(UserId, String), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
-        if header.alg != jsonwebtoken::Algorithm::HS256 || header.kid.as_deref() != Some(JWT_KID) {
+        if header.alg != jsonwebtoken::Algorithm::HS256 {
             return Err(AuthError::Invalid);
         }
+        let key = {
+            let jwt = self.jwt.read().unwrap_or_else(|p| p.into_inner());
+            let oldest = jwt.signing.saturating_sub(1);
+            jwt.keys
+                .iter()
+                .skip(oldest)
+                .find(|(kid, _)| Some(kid.as_str()) == header.kid.as_deref())
+                .map(|(_, key)| *key)
+                .ok_or(AuthError::Invalid)?
+        };
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         v.leeway = 30;
         v.validate_nbf = true;
@@ -223,13 +248,28 @@ impl Auth {
         v.set_audience(&[AUDIENCE]);
         v.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss", "aud"]);
         // The library checks exp/nbf against the system clock; jinliu's clock must agree.
-        let data = jsonwebtoken::decode::<Claims>(token, &jsonwebtoken::DecodingKey::from_secret(&self.jwt_key), &v)
+        let data = jsonwebtoken::decode::<Claims>(token, &jsonwebtoken::DecodingKey::from_secret(&key), &v)
             .map_err(|_| AuthError::Invalid)?;
         if data.claims.iat > now.timestamp() + 30 {
             return Err(AuthError::Invalid);
         }
         let user = UserId::parse(&data.claims.sub).ok_or(AuthError::Invalid)?;
         Ok((user, data.claims.sid))
+    }
+
+    /// Installs the ring's stored JWT keys (oldest first) after the derived one; `signing` is the
+    /// id new tokens are signed with.
+    pub fn install_jwt_keys(&self, stored: &[(String, [u8; 32])], signing: &str) {
+        let mut jwt = self.jwt.write().unwrap_or_else(|p| p.into_inner());
+        jwt.keys.truncate(1);
+        jwt.keys.extend(stored.iter().cloned());
+        jwt.signing = jwt.keys.iter().position(|(k, _)| k == signing).unwrap_or(0);
+    }
+
+    /// The id new tokens are signed with.
+    pub fn signing_kid(&self) -> String {
+        let jwt = self.jwt.read().unwrap_or_else(|p| p.into_inner());
+        jwt.keys[jwt.signing.min(jwt.keys.len() - 1)].0.clone()
     }
 
     /// The keyed hash a key is stored and found by (lower-case hex).

@@ -432,6 +432,12 @@ impl Config {
                     format!("account id {:?} must be [a-z0-9_-]{{1,64}}", a.id),
                 ));
             }
+            if a.id.starts_with(jinliu_domain::ProviderAccountId::PREFIX) {
+                return Err(err(
+                    "provider_accounts",
+                    format!("account id {:?}: the pa_ prefix is for merchants' own accounts", a.id),
+                ));
+            }
             if !seen.insert(a.id.clone()) {
                 return Err(err("provider_accounts", format!("account id {:?} appears twice", a.id)));
             }
@@ -636,10 +642,7 @@ impl Config {
     /// (mounted here, or `JINLIU_SANDBOX_URL`) — a test account `<provider>_test` for every provider
     /// without a test account of its own, using the sandbox's test merchant.
     pub fn accounts(&self) -> Vec<ProviderAccount> {
-        let sandbox_base = self
-            .sandbox_url
-            .clone()
-            .or_else(|| self.sandbox.then(|| self.public_url.clone()));
+        let sandbox_base = self.sandbox_base();
         let mut out: Vec<ProviderAccount> = Vec::new();
         for a in &self.provider_accounts {
             let livemode = a.mode.as_deref() == Some("live");
@@ -671,7 +674,17 @@ impl Config {
         out
     }
 
-    fn account(
+    /// Where test-mode accounts without a base URL of their own send their calls: the shared
+    /// sandbox of `JINLIU_SANDBOX_URL`, else this server's own when it is mounted.
+    pub fn sandbox_base(&self) -> Option<String> {
+        self.sandbox_url
+            .clone()
+            .or_else(|| self.sandbox.then(|| self.public_url.clone()))
+            .map(|b| b.trim_end_matches('/').to_owned())
+    }
+
+    /// A provider account with this server's notify URL and call policy.
+    pub fn account(
         &self,
         id: String,
         provider: String,

@@ -8,6 +8,8 @@ pub mod bench;
 pub mod bootstrap;
 pub mod config;
 pub mod http;
+pub mod keyring;
+pub mod provider_accounts;
 pub mod ratelimit;
 pub mod realtime;
 pub mod secrets;
@@ -41,6 +43,9 @@ pub enum StartError {
     /// The master key is missing or malformed.
     #[error("master key: {0}")]
     MasterKey(#[from] secrets::MasterKeyError),
+    /// The key ring could not be loaded.
+    #[error("key ring: {0}")]
+    KeyRing(#[from] keyring::KeyRingError),
     /// The demo credentials could not be created or written.
     #[error("first run: {0}")]
     Bootstrap(String),
@@ -88,7 +93,11 @@ pub async fn open_store(config: &Config) -> Result<Store, StartError> {
 pub async fn build(config: Config) -> Result<AppState, StartError> {
     let store = open_store(&config).await?;
     store.migrate().await?;
+    if config.master_key.is_none() && store.has_live_provider_accounts().await? {
+        return Err(StartError::MasterKey(secrets::MasterKeyError::LiveNeedsKey));
+    }
     let app = build_with_store(config, store)?;
+    keyring::load(&app.store, &app.sealer, &app.auth, app.clock.now()).await?;
     let first_run = bootstrap::first_run(&app);
     jinliu_store::with_audit_context(jinliu_domain::AuditContext::system("first_run"), first_run)
         .await
@@ -100,6 +109,12 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
 pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartError> {
     let mut providers = Registry::default();
     for account in config.accounts() {
+        if account.livemode && provider_accounts::is_sandbox(&config, &account.base_url) {
+            return Err(StartError::Provider(jinliu_providers::account::AccountError::Invalid {
+                account: account.id,
+                message: "a live account's base_url cannot be a sandbox or a provider's test host".into(),
+            }));
+        }
         providers.register(jinliu_providers::adapter(account)?);
     }
     let (master, generated) = secrets::MasterKey::load(&config)?;
@@ -124,7 +139,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         audit_keys: Arc::new(audit::AuditKeys::new(&master)),
         login_limits: Arc::new(ratelimit::LoginLimits::default()),
         store,
-        providers: Arc::new(providers),
+        providers: Arc::new(provider_accounts::Adapters::new(providers)),
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
@@ -141,6 +156,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sync = tokio::spawn(sync::run(app.clone()));
+    let ring = tokio::spawn(keyring::run(app.clone()));
     let sealer = tokio::spawn(audit::run(app.clone()));
     let webhooks = app.config.webhook_worker.then(|| {
         // Every committed event wakes the relay at once instead of at its next tick; a lagging
@@ -171,6 +187,7 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     sync.abort();
+    ring.abort();
     sealer.abort();
     if let Some((worker, waker)) = webhooks {
         worker.abort();

@@ -62,6 +62,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),
+    /// The key ring that encrypts secrets at rest and signs access tokens (not API keys: see `key`).
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -207,6 +210,28 @@ struct WebhookScope {
     /// Live-mode endpoints (default: test mode).
     #[arg(long)]
     live: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Add a new data key and JWT signing key, then re-encrypt every stored secret (TOTP seeds,
+    /// notify secrets, webhook secrets, provider credentials) under the new data key.
+    Rotate {
+        /// Seconds to wait between adding the keys and re-encrypting, so that every running node
+        /// has loaded the new key (nodes reload every 15 s); 0 when no node is running.
+        #[arg(long, default_value_t = 20)]
+        wait_secs: u64,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the key ring (ids, purposes and dates; never the keys).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -357,11 +382,14 @@ async fn admin(
     let store = jinliu_server::open_store(&config).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let (master, _) = jinliu_server::secrets::MasterKey::load(&config).map_err(|e| e.to_string())?;
-    Ok((
-        store,
+    let (auth, sealer) = (
         jinliu_server::auth::Auth::new(&master),
         jinliu_server::secrets::Sealer::new(&master),
-    ))
+    );
+    jinliu_server::keyring::load(&store, &sealer, &auth, chrono::Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((store, auth, sealer))
 }
 
 /// The store, audit keys and configuration for the `jinliu audit` commands.
@@ -672,6 +700,49 @@ async fn run(cli: Cli) -> Result<(), String> {
                 return Err("a running jinliu node holds the sealer lease; it seals every second".into());
             }
             eprintln!("sealed {} rows; head {:?}", pass.sealed, pass.head.map(|h| h.seq));
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Rotate { wait_secs, json, db }) => {
+            let (store, auth, sealer) = admin(&overrides, db).await?;
+            let report = jinliu_server::keyring::rotate(
+                &store,
+                &sealer,
+                &auth,
+                chrono::Utc::now(),
+                std::time::Duration::from_secs(wait_secs),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "added data key {} and JWT key {}; they seal and sign from {} s after now on every node",
+                    report.data_kid,
+                    report.jwt_kid,
+                    jinliu_server::keyring::GRACE_SECS
+                );
+                for (column, n) in &report.resealed {
+                    println!("re-encrypted {n} values of {column}");
+                }
+            }
+            if report.unreadable.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} values open under no key of the ring and were left as they are: {:?}",
+                    report.unreadable.len(),
+                    report.unreadable
+                ))
+            }
+        }
+        Command::Keys(KeysCmd::List { db }) => {
+            let (store, _, _) = admin(&overrides, db).await?;
+            println!("k1\tdata\tderived from the master key");
+            println!("{}\tjwt\tderived from the master key", jinliu_server::auth::JWT_KID);
+            for k in store.ring_keys().await.map_err(|e| e.to_string())? {
+                println!("{}\t{}\t{}", k.kid, k.purpose, jinliu_domain::format_time(k.created_at));
+            }
             Ok(())
         }
         Command::Webhook(cmd) => webhook_command(&overrides, cmd).await,

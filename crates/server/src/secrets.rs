@@ -124,12 +124,23 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Encrypts secrets for storage with AES-256-GCM under a key derived from the master key: a
-/// random 96-bit nonce per value, and associated data that binds each value to its row (a
-/// ciphertext copied into another row fails to decrypt). Stored as
-/// `v1.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>`, so a later key can be told apart.
+/// Encrypts secrets for storage with AES-256-GCM: a random 96-bit nonce per value, and
+/// associated data that binds each value to its row (a ciphertext copied into another row fails
+/// to decrypt). Stored as `v1.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>`, so every value names
+/// the key that opens it.
+///
+/// The keys form a ring: `k1` is derived from the master key; later ones (`k2`, …, added by
+/// `jinliu keys rotate`) are random and kept in the database wrapped under a key-encryption key
+/// that is also derived from the master key (see [`crate::keyring`]). New values are sealed with
+/// the active key; every key of the ring still opens what it sealed.
 pub struct Sealer {
-    cipher: aes_gcm::Aes256Gcm,
+    wrap: aes_gcm::Aes256Gcm,
+    ring: std::sync::RwLock<DataKeys>,
+}
+
+struct DataKeys {
+    keys: Vec<(String, aes_gcm::Aes256Gcm)>,
+    active: usize,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -138,59 +149,124 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-/// The id of the sealing key in stored values.
-const SEAL_KID: &str = "k1";
+/// The id of the data key derived from the master key.
+pub const DERIVED_KID: &str = "k1";
+
+fn cipher(key: &[u8; 32]) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::KeyInit;
+    aes_gcm::Aes256Gcm::new(key.into())
+}
+
+fn encrypt(cipher: &aes_gcm::Aes256Gcm, plain: &[u8], aad: &str) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, Payload};
+    let nonce: [u8; 12] = rand::random();
+    // Encryption fails only for plaintexts beyond 64 GiB.
+    let ct = cipher
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plain,
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap_or_default();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    out
+}
+
+fn decrypt(cipher: &aes_gcm::Aes256Gcm, bytes: &[u8], aad: &str) -> Option<Vec<u8>> {
+    use aes_gcm::aead::{Aead, Payload};
+    if bytes.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, ct) = bytes.split_at(12);
+    let nonce: [u8; 12] = nonce.try_into().ok()?;
+    cipher
+        .decrypt(
+            &nonce.into(),
+            Payload {
+                msg: ct,
+                aad: aad.as_bytes(),
+            },
+        )
+        .ok()
+}
+
+/// The key id a sealed value names.
+pub fn kid_of(sealed: &str) -> Option<&str> {
+    sealed.strip_prefix("v1.")?.split('.').next()
+}
 
 impl Sealer {
-    /// The sealer of `master`.
+    /// The sealer of `master`, with only the derived key `k1` until the ring is loaded.
     pub fn new(master: &MasterKey) -> Sealer {
-        use aes_gcm::KeyInit;
-        let key = master.derive("jinliu secrets aes-256-gcm k1");
         Sealer {
-            cipher: aes_gcm::Aes256Gcm::new(&key.into()),
+            wrap: cipher(&master.derive("jinliu key ring kek v1")),
+            ring: std::sync::RwLock::new(DataKeys {
+                keys: vec![(
+                    DERIVED_KID.to_owned(),
+                    cipher(&master.derive("jinliu secrets aes-256-gcm k1")),
+                )],
+                active: 0,
+            }),
         }
     }
 
-    /// Encrypts `plain`, bound to `aad` (e.g. `users.totp_secret:usr_…`).
+    /// Encrypts `plain` with the active key, bound to `aad` (e.g. `users.totp_secret:usr_…`).
     pub fn seal(&self, plain: &[u8], aad: &str) -> String {
-        use aes_gcm::aead::{Aead, Payload};
-        let nonce: [u8; 12] = rand::random();
-        // Encryption fails only for plaintexts beyond 64 GiB.
-        let ct = self
-            .cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plain,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        format!("v1.{SEAL_KID}.{}", data_encoding::BASE64.encode(&out))
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        let (kid, c) = &ring.keys[ring.active.min(ring.keys.len() - 1)];
+        format!("v1.{kid}.{}", data_encoding::BASE64.encode(&encrypt(c, plain, aad)))
+    }
+
+    /// Encrypts `plain` with the named key (key rotation re-seals under the new key before
+    /// every node uses it for new values); `None` for a key the ring does not hold.
+    pub fn seal_with(&self, kid: &str, plain: &[u8], aad: &str) -> Option<String> {
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        let (_, c) = ring.keys.iter().find(|(k, _)| k == kid)?;
+        Some(format!(
+            "v1.{kid}.{}",
+            data_encoding::BASE64.encode(&encrypt(c, plain, aad))
+        ))
     }
 
     /// Decrypts a sealed value; `None` when it was tampered with, moved to another row, or
-    /// sealed under another key.
+    /// sealed under a key this ring does not hold.
     pub fn open(&self, sealed: &str, aad: &str) -> Option<Vec<u8>> {
-        use aes_gcm::aead::{Aead, Payload};
-        let rest = sealed.strip_prefix("v1.")?.strip_prefix(SEAL_KID)?.strip_prefix('.')?;
+        let kid = kid_of(sealed)?;
+        let rest = sealed.strip_prefix("v1.")?.strip_prefix(kid)?.strip_prefix('.')?;
         let bytes = data_encoding::BASE64.decode(rest.as_bytes()).ok()?;
-        if bytes.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, ct) = bytes.split_at(12);
-        let nonce: [u8; 12] = nonce.try_into().ok()?;
-        self.cipher
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: ct,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .ok()
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        let (_, c) = ring.keys.iter().find(|(k, _)| k == kid)?;
+        decrypt(c, &bytes, aad)
+    }
+
+    /// The id of the key new values are sealed with.
+    pub fn active_kid(&self) -> String {
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        ring.keys[ring.active.min(ring.keys.len() - 1)].0.clone()
+    }
+
+    /// Wraps a ring key for storage, bound to its id.
+    pub fn wrap(&self, kid: &str, key: &[u8; 32]) -> String {
+        data_encoding::BASE64.encode(&encrypt(&self.wrap, key, &format!("key_ring:{kid}")))
+    }
+
+    /// Unwraps a stored ring key; `None` under another master key or when tampered with.
+    pub fn unwrap(&self, kid: &str, wrapped: &str) -> Option<[u8; 32]> {
+        let bytes = data_encoding::BASE64.decode(wrapped.as_bytes()).ok()?;
+        decrypt(&self.wrap, &bytes, &format!("key_ring:{kid}"))?.try_into().ok()
+    }
+
+    /// Installs the ring's stored data keys (oldest first) after the derived one; `active` is
+    /// the id new values are sealed with.
+    pub fn install(&self, stored: &[(String, [u8; 32])], active: &str) {
+        let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        ring.keys.truncate(1);
+        ring.keys
+            .extend(stored.iter().map(|(kid, key)| (kid.clone(), cipher(key))));
+        ring.active = ring.keys.iter().position(|(k, _)| k == active).unwrap_or(0);
     }
 }
 
@@ -204,6 +280,7 @@ mod tests {
         let s = Sealer::new(&master);
         let sealed = s.seal(b"JBSWY3DPEHPK3PXP", "users.totp_secret:usr_a");
         assert!(sealed.starts_with("v1.k1."));
+        assert_eq!(kid_of(&sealed), Some("k1"));
         assert!(!sealed.contains("JBSWY3DP"));
         assert_eq!(
             s.open(&sealed, "users.totp_secret:usr_a").as_deref(),
@@ -229,6 +306,36 @@ mod tests {
         tampered.pop();
         tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(s.open(&tampered, "users.totp_secret:usr_a"), None);
+    }
+
+    #[test]
+    fn a_rotated_ring_seals_with_the_new_key_and_still_opens_the_old() {
+        let master = MasterKey::from_hex(&"ab".repeat(32)).unwrap_or_else(|e| panic!("{e}"));
+        let s = Sealer::new(&master);
+        let old = s.seal(b"seed", "row:a");
+        let key: [u8; 32] = rand::random();
+        let wrapped = s.wrap("k2", &key);
+        assert_eq!(s.unwrap("k2", &wrapped), Some(key));
+        assert_eq!(s.unwrap("k3", &wrapped), None, "a wrapped key is bound to its id");
+        let other = Sealer::new(&MasterKey::from_hex(&"cd".repeat(32)).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            other.unwrap("k2", &wrapped),
+            None,
+            "another master key cannot unwrap it"
+        );
+        s.install(&[("k2".to_owned(), key)], "k1");
+        assert!(
+            s.seal(b"x", "row:a").starts_with("v1.k1."),
+            "a new key is not used before it is active"
+        );
+        let early = s.seal_with("k2", b"seed", "row:a").unwrap_or_default();
+        assert!(early.starts_with("v1.k2."));
+        s.install(&[("k2".to_owned(), key)], "k2");
+        let new = s.seal(b"seed", "row:a");
+        assert!(new.starts_with("v1.k2."), "{new}");
+        assert_eq!(s.open(&old, "row:a").as_deref(), Some(&b"seed"[..]));
+        assert_eq!(s.open(&new, "row:a").as_deref(), Some(&b"seed"[..]));
+        assert_eq!(s.seal_with("k9", b"x", "row:a"), None);
     }
 
     #[test]

@@ -129,8 +129,8 @@ fn route(
 }
 
 /// The adapter of the account a payment was made with.
-pub fn adapter_of(app: &AppState, payment: &Payment) -> Option<Arc<dyn PaymentProvider>> {
-    app.providers.account(&payment.provider_account)
+pub async fn adapter_of(app: &AppState, payment: &Payment) -> Option<Arc<dyn PaymentProvider>> {
+    crate::provider_accounts::adapter_of(app, payment).await
 }
 
 /// What jinliu hands to a form-started provider's customer: its own page that posts the form.
@@ -196,12 +196,14 @@ pub async fn create_payment(
     check_merchant_limit(merchant, amount)?;
     check_amount(&order, amount)?;
     let (provider_id, method) = route(app, merchant, &req, currency)?;
-    let provider = app.providers.default_for(&provider_id, scope.livemode).ok_or_else(|| {
-        ApiError::unprocessable(
-            "provider_not_configured",
-            format!("provider {provider_id} has no account on this server"),
-        )
-    })?;
+    let provider = crate::provider_accounts::default_adapter(app, &scope.merchant_id, &provider_id, scope.livemode)
+        .await?
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "provider_not_configured",
+                format!("provider {provider_id} has no account on this server"),
+            )
+        })?;
     if !provider.supports(currency) {
         return Err(ApiError::unprocessable(
             "currency_not_supported",
@@ -315,7 +317,7 @@ pub async fn cancel_payment(
 /// Closes an open attempt at its provider, so the customer can no longer pay it there. A
 /// refusal (typically: already paid there) stops the cancellation: the money moved.
 async fn cancel_at_provider(app: &AppState, payment: &Payment) -> Result<(), ApiError> {
-    if let (Some(provider), Some(reference)) = (adapter_of(app, payment), &payment.provider_reference) {
+    if let (Some(provider), Some(reference)) = (adapter_of(app, payment).await, &payment.provider_reference) {
         match provider.cancel(reference).await {
             // Unknown at the provider: nobody can pay it there, so cancelling here is safe.
             Ok(()) | Err(ProviderError::NotFound) => {}
@@ -363,7 +365,7 @@ pub async fn refund_payment(
         .payment(scope, id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))?;
-    let adapter = adapter_of(app, &payment);
+    let adapter = adapter_of(app, &payment).await;
     if let Some(p) = &adapter
         && !p.can_refund(&payment.method)
     {
@@ -401,7 +403,7 @@ pub async fn refund_payment(
     // committed they must finish even if the client disconnects (which drops this future).
     let app = app.clone();
     let task = tokio::spawn(async move {
-        let outcome = match (adapter_of(&app, &payment), &payment.provider_reference) {
+        let outcome = match (adapter_of(&app, &payment).await, &payment.provider_reference) {
             (Some(p), Some(reference)) => {
                 let req = RefundRequest {
                     payment_reference: reference.clone(),
@@ -558,7 +560,7 @@ async fn cancel_siblings_at_providers(app: &AppState, paid: &Payment) {
         .iter()
         .filter(|s| s.id != paid.id && s.status == PaymentStatus::Cancelled)
     {
-        if let (Some(provider), Some(reference)) = (adapter_of(app, sibling), &sibling.provider_reference) {
+        if let (Some(provider), Some(reference)) = (adapter_of(app, sibling).await, &sibling.provider_reference) {
             match provider.cancel(reference).await {
                 Ok(()) | Err(ProviderError::NotFound) => {}
                 Err(e) => {

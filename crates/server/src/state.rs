@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use jinliu_domain::Timestamp;
-use jinliu_providers::Registry;
 use jinliu_store::Store;
 
 use crate::config::Config;
@@ -59,8 +58,8 @@ impl Clock for ManualClock {
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// Provider adapters by id.
-    pub providers: Arc<Registry>,
+    /// Provider adapters: the platform's accounts and merchants' own.
+    pub providers: Arc<crate::provider_accounts::Adapters>,
     /// The validated configuration.
     pub config: Arc<Config>,
     /// Time.

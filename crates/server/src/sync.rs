@@ -92,8 +92,10 @@ async fn sync_payment(app: &AppState, job: &SyncJob) -> Result<bool, String> {
     if !payment.status.is_open() {
         return Ok(true);
     }
-    let (Some(provider), Some(reference)) = (service::adapter_of(app, &payment), payment.provider_reference.clone())
-    else {
+    let (Some(provider), Some(reference)) = (
+        service::adapter_of(app, &payment).await,
+        payment.provider_reference.clone(),
+    ) else {
         tracing::warn!(payment = %payment.id, account = %payment.provider_account, "no adapter for the payment's account; sync stops");
         return Ok(true);
     };
@@ -153,8 +155,10 @@ async fn sync_refund(app: &AppState, job: &SyncJob) -> Result<bool, String> {
     else {
         return Ok(true);
     };
-    let (Some(provider), Some(reference)) = (service::adapter_of(app, &payment), payment.provider_reference.clone())
-    else {
+    let (Some(provider), Some(reference)) = (
+        service::adapter_of(app, &payment).await,
+        payment.provider_reference.clone(),
+    ) else {
         return Ok(true);
     };
     let req = RefundRequest {

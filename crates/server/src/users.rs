@@ -319,7 +319,8 @@ async fn attempt_login(
     issue_session(app, &user, kind.new_family()).await
 }
 
-fn totp_aad(id: &UserId) -> String {
+/// The associated data that binds a sealed TOTP seed to its user's row.
+pub fn totp_aad(id: &UserId) -> String {
     format!("users.totp_secret:{id}")
 }
 

@@ -21,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(M0006Audit),
             Box::new(M0007Webhooks),
             Box::new(M0009MerchantSettings),
+            Box::new(M0010ProviderAccounts),
+            Box::new(M0011KeyRing),
         ]
     }
 
@@ -1033,5 +1035,102 @@ impl MigrationTrait for M0009MerchantSettings {
             .await?;
         }
         Ok(())
+    }
+}
+
+struct M0010ProviderAccounts;
+
+impl MigrationName for M0010ProviderAccounts {
+    fn name(&self) -> &str {
+        "m0010_provider_accounts"
+    }
+}
+
+#[derive(DeriveIden)]
+enum ProviderAccounts {
+    Table,
+    Id,
+    MerchantId,
+    Livemode,
+    Provider,
+    BaseUrl,
+    Credentials,
+    CredentialKeys,
+    IsDefault,
+    Status,
+    Description,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0010ProviderAccounts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(ProviderAccounts::Table)
+                .col(id_col(ProviderAccounts::Id).primary_key())
+                .col(id_col(ProviderAccounts::MerchantId))
+                .col(bool_col(ProviderAccounts::Livemode))
+                .col(str_col(ProviderAccounts::Provider, 16))
+                .col(text_null(ProviderAccounts::BaseUrl))
+                .col(ColumnDef::new(ProviderAccounts::Credentials).text().not_null())
+                .col(ColumnDef::new(ProviderAccounts::CredentialKeys).text().not_null())
+                .col(bool_col(ProviderAccounts::IsDefault))
+                .col(str_col(ProviderAccounts::Status, 16))
+                .col(text_null(ProviderAccounts::Description))
+                .col(int_col(ProviderAccounts::Version))
+                .col(int_col(ProviderAccounts::CreatedAt))
+                .col(int_col(ProviderAccounts::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("provider_accounts_merchant")
+                .table(ProviderAccounts::Table)
+                .col(ProviderAccounts::MerchantId)
+                .col(ProviderAccounts::Livemode)
+                .col(ProviderAccounts::Provider)
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+struct M0011KeyRing;
+
+impl MigrationName for M0011KeyRing {
+    fn name(&self) -> &str {
+        "m0011_key_ring"
+    }
+}
+
+#[derive(DeriveIden)]
+enum KeyRing {
+    Table,
+    Kid,
+    Purpose,
+    Seq,
+    Wrapped,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0011KeyRing {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(KeyRing::Table)
+                .col(str_col(KeyRing::Kid, 16).primary_key())
+                .col(str_col(KeyRing::Purpose, 16))
+                .col(int_col(KeyRing::Seq))
+                .col(ColumnDef::new(KeyRing::Wrapped).text().not_null())
+                .col(int_col(KeyRing::CreatedAt))
+                .to_owned(),
+        )
+        .await
     }
 }

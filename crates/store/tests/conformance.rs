@@ -67,6 +67,7 @@ conformance!(
     the_relay_lease_is_held_by_one_node_at_a_time,
     the_event_feed_publishes_exactly_the_committed_outbox_rows,
     finished_webhook_messages_are_purged_after_their_retention_but_pending_ones_stay,
+    provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_their_scope,
 );
 
 fn scope() -> Scope {
@@ -1477,4 +1478,124 @@ async fn finished_webhook_messages_are_purged_after_their_retention_but_pending_
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(left.items.len(), 1, "the pending one stays, whatever its age");
+}
+
+fn new_account(provider: &str, is_default: bool) -> jinliu_store::NewAccount {
+    jinliu_store::NewAccount {
+        id: jinliu_domain::ProviderAccountId::generate(),
+        provider: provider.into(),
+        base_url: None,
+        credentials_sealed: "v1.k1.sealed".into(),
+        credential_keys: vec!["api_key".into(), "merchant_id".into()],
+        is_default,
+        description: None,
+    }
+}
+
+async fn provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_their_scope(store: Store, _url: String) {
+    let now = Utc::now();
+    let create = |n: jinliu_store::NewAccount, s: Scope| {
+        let store = store.clone();
+        async move {
+            store
+                .create_provider_account(&s, n, now)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let first = create(new_account("kpay", false), scope()).await;
+    let other_provider = create(new_account("tpay", false), scope()).await;
+    let second = create(new_account("kpay", true), scope()).await;
+    let live = Scope {
+        livemode: true,
+        ..scope()
+    };
+    let live_kpay = create(new_account("kpay", false), live.clone()).await;
+    assert!(
+        first.is_default && other_provider.is_default && live_kpay.is_default,
+        "first of each kind"
+    );
+    assert!(second.is_default);
+    let defaults = |list: Vec<jinliu_domain::MerchantProviderAccount>| -> Vec<(String, bool)> {
+        list.into_iter().map(|a| (a.id.to_string(), a.is_default)).collect()
+    };
+    let test_list = store
+        .provider_accounts(&scope())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        defaults(test_list),
+        vec![
+            (first.id.to_string(), false),
+            (other_provider.id.to_string(), true),
+            (second.id.to_string(), true),
+        ],
+        "the new default took over from the old one of the same provider and mode only"
+    );
+    assert_eq!(store.provider_accounts(&live).await.unwrap_or_default().len(), 1);
+    assert_eq!(
+        store
+            .merchant_provider_accounts(&scope().merchant_id)
+            .await
+            .unwrap_or_default()
+            .len(),
+        4
+    );
+    let changed = store
+        .update_provider_account(
+            &scope(),
+            &first.id,
+            jinliu_store::AccountPatch {
+                is_default: Some(true),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Version 2 when `second` took the default over, 3 now: every change bumps it.
+    assert!(changed.is_default && changed.version == 3, "{changed:?}");
+    let second_now = store
+        .provider_account(&scope(), &second.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("second"));
+    assert!(!second_now.is_default);
+    let disabled = store
+        .update_provider_account(
+            &scope(),
+            &first.id,
+            jinliu_store::AccountPatch {
+                status: Some(jinliu_domain::AccountStatus::Disabled),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!disabled.is_default, "a disabled account is nobody's default");
+    // Another merchant, or the other mode, sees nothing by id.
+    let stranger = Scope {
+        merchant_id: MerchantId::generate(),
+        livemode: false,
+    };
+    assert!(
+        store
+            .provider_account(&stranger, &first.id)
+            .await
+            .unwrap_or_default()
+            .is_none()
+    );
+    assert!(
+        store
+            .provider_account(&live, &first.id)
+            .await
+            .unwrap_or_default()
+            .is_none()
+    );
+    let refused = store
+        .update_provider_account(&stranger, &first.id, jinliu_store::AccountPatch::default(), now)
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
+    assert!(store.has_live_provider_accounts().await.unwrap_or_default());
 }

@@ -67,6 +67,7 @@ impl ApiError {
             "refund" => "refund_not_found",
             "webhook_endpoint" => "webhook_endpoint_not_found",
             "webhook_message" => "webhook_message_not_found",
+            "provider_account" => "provider_account_not_found",
             _ => "not_found",
         };
         ApiError::new(

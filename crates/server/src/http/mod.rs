@@ -17,6 +17,7 @@ pub mod notify;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod provider_accounts;
 pub mod qr;
 pub mod routes;
 pub mod users;

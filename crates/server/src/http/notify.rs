@@ -70,9 +70,8 @@ pub async fn for_account(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let adapter = app
-        .providers
-        .account(&account)
+    let adapter = crate::provider_accounts::adapter_by_id(&app, &account)
+        .await?
         .filter(|a| a.id() == provider)
         .ok_or_else(unknown_account)?;
     handle(&app, adapter, &headers, body).await
@@ -92,6 +91,7 @@ pub async fn for_provider(
 ) -> Result<Response, ApiError> {
     let adapter = app
         .providers
+        .platform()
         .default_for(&provider, false)
         .ok_or_else(unknown_account)?;
     handle(&app, adapter, &headers, body).await
@@ -108,6 +108,7 @@ pub async fn octopus_alias(
 ) -> Result<Response, ApiError> {
     let adapter = app
         .providers
+        .platform()
         .default_for("octopus", false)
         .ok_or_else(unknown_account)?;
     handle(&app, adapter, &headers, body).await

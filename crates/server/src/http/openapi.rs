@@ -27,6 +27,8 @@ use super::dto::{
         super::payments::create, super::payments::get, super::payments::cancel, super::payments::refund, super::payments::refunds, super::payments::get_refund,
         super::payments::checkout, crate::realtime::sse::stream,
         super::payments::qr_svg,
+        super::provider_accounts::create, super::provider_accounts::list, super::provider_accounts::get,
+        super::provider_accounts::update,
         super::webhooks::create, super::webhooks::list, super::webhooks::get, super::webhooks::update, super::webhooks::delete,
         super::webhooks::rotate_secret, super::webhooks::messages, super::webhooks::recover, super::webhooks::get_message,
         super::webhooks::resend,
@@ -40,6 +42,8 @@ use super::dto::{
         super::merchant::NotifySecretDto, super::users::CreateUserBody, super::users::UpdateUserBody,
         CreateOrderBody, OrderItemBody, CreatePaymentBody, RefundBody, EmptyBody,
         OrderDto, OrderItemDto, PaymentDto, PublicPaymentDto, RefundDto, ListDto<OrderDto>,
+        super::provider_accounts::CreateAccountBody, super::provider_accounts::UpdateAccountBody,
+        super::provider_accounts::ProviderAccountDto,
         super::webhooks::CreateEndpointBody, super::webhooks::UpdateEndpointBody, super::webhooks::RecoverBody,
         super::webhooks::EndpointDto, super::webhooks::MessageDto, super::webhooks::AttemptDto, super::webhooks::RecoverDto,
         ListDto<super::webhooks::MessageDto>,
@@ -55,6 +59,7 @@ use super::dto::{
         (name = "payments", description = "Payments, cancellation and refunds"),
         (name = "notifications", description = "Inbound provider notifications"),
         (name = "webhooks", description = "Outbound merchant webhooks: endpoints, messages, attempts"),
+        (name = "provider accounts", description = "A merchant's own provider contracts with sealed credentials"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

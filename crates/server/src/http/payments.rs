@@ -288,6 +288,7 @@ pub async fn checkout(
         return Ok((headers, page).into_response());
     }
     let form = service::adapter_of(&app, &payment)
+        .await
         .and_then(|a| a.checkout_form(&service::provider_request(&payment)))
         .ok_or_else(|| ApiError::not_found("payment"))?;
     let inputs: String = form

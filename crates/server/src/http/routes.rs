@@ -16,7 +16,7 @@ use jinliu_store::with_audit_context;
 
 use super::error::ApiError;
 use super::watch::Watcher;
-use super::{audit, auth, keys, merchant, notify, orders, payments, users, webhooks};
+use super::{audit, auth, keys, merchant, notify, orders, payments, provider_accounts, users, webhooks};
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -184,6 +184,42 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "New seed-000 notify secret (shown once)",
             ),
             post(merchant::rotate_notify_secret),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/provider-accounts",
+                Need(SettingsManage),
+                "Add a provider account (credentials sealed, never shown again)",
+            ),
+            post(provider_accounts::create),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/provider-accounts",
+                Need(SettingsManage),
+                "List provider accounts",
+            ),
+            get(provider_accounts::list),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/provider-accounts/{id}",
+                Need(SettingsManage),
+                "Get a provider account",
+            ),
+            get(provider_accounts::get),
+        ),
+        (
+            spec(
+                Method::PATCH,
+                "/provider-accounts/{id}",
+                Need(SettingsManage),
+                "Change a provider account",
+            ),
+            patch(provider_accounts::update),
         ),
         (
             spec(
@@ -646,6 +682,37 @@ so verification still passes. `jinliu audit export` prints every row as JSON lin
 `actor`, `action`, `targetType`, `targetId`, `from`, `to`, with a `before` cursor. Rows of platform staff \
 actions without a merchant (failed logins, say) are read with `jinliu audit export`.\n";
 
+/// The secrets-at-rest and provider-account section of docs/security.md.
+const SECRETS_DOC: &str = "\n## Secrets at rest\n\n\
+**The master key** (`JINLIU_MASTER_KEY`, 64 hex digits) is the one secret outside the database. When it is unset \
+and no live provider account exists, `jinliu serve` generates one into `<data-dir>/master.key` (0600) and says \
+so; a server with live provider accounts (configured or stored) refuses to start without the variable, and a \
+live account cannot be added without it (409 `master_key_required`). Keys for separate purposes are derived \
+from it with labelled HMAC-SHA256: the API-key pepper, the audit chain and checkpoint keys, and the first key \
+of each kind in the key ring.\n\n\
+**The key ring.** TOTP seeds, seed-000 notify secrets, webhook signing secrets and provider credentials are \
+sealed with AES-256-GCM: a random 96-bit nonce per value, associated data naming the table, merchant and row \
+(a value copied into another row does not open), stored as `v1.<key id>.<base64>`. The data key `k1` and the JWT \
+signing key `k1` are derived from the master key; `jinliu keys rotate` adds a random data key (`k2`, …) and JWT \
+key (`j2`, …), stored in `key_ring` wrapped under a key-encryption key derived from the master key, and \
+re-encrypts every stored secret under the new data key (compare-and-set per value, so a secret a request \
+changes meanwhile is never overwritten). Nodes reload the ring every 15 s and start sealing and signing with \
+a new key 30 s after it was added, so no node meets a key it does not know; old data keys stay to open what \
+they sealed; a JWT key stops verifying once two newer ones sign. `jinliu keys list` shows the ring (ids and \
+dates only). A ring made under another master key refuses to load at start. Secrets are never returned after \
+creation and never logged (tests capture the logs of a login, a key creation and a provider account update).\n\n\
+<a id=\"provider-accounts\"></a>**Provider accounts.** The platform's accounts come from `[[provider_accounts]]` \
+in the configuration (plus a `<provider>_test` sandbox account per provider) and serve every merchant. A \
+merchant adds its own contract with `POST /api/provider-accounts` (`settings:manage`): the account's mode is \
+the caller's (a body naming `livemode` or `merchantId` is refused), only the provider's credential names are \
+accepted, the adapter is built once to prove the credentials usable, and they are then sealed; responses show \
+their names, never their values. A live account needs https, may not point at this server, its sandbox, \
+`JINLIU_SANDBOX_URL` or a provider's known test host (422 `sandbox_in_live_mode`), and its host is held to the \
+webhook address policy (no private, link-local or metadata addresses; checked again at every connect). The \
+merchant's active default account for a provider and mode takes its new payments; disabling it returns them \
+to the platform's account while its own payments still refund, sync and receive notifications at \
+`/api/payments/notify/{provider}/{pa_…}`. Adapters are built on first use and cached per merchant for 30 s.\n";
+
 /// The whole of docs/security.md.
 pub fn security_doc() -> String {
     let mut s = String::from(
@@ -662,7 +729,7 @@ characters with letters and digits, not a common one; 10 attempts, counted atomi
 account answers like a wrong password; \
 at most 30 attempts a minute per client address and 20 per account on each node, else 429 `rate_limited`) and get an \
 HS256 access token (`JINLIU_JWT_EXPIRES_IN`, default 24h; `iss`, `aud`, `exp`, `nbf`, `iat`, `sub` and the `kid` \
-header required and checked, algorithm pinned, 30 s leeway; the signing key is derived from the master key) \
+header required and checked, algorithm pinned, 30 s leeway; signed with the key ring's JWT key, see below) \
 and a single-use refresh token: each refresh returns a new pair, and presenting a used refresh token again \
 revokes that login. Access tokens carry their login (`sid`): after a logout or a detected reuse they stop working \
 too. Keys and logins work only for an existing, active merchant. A user's permissions are its role's (below); a platform admin names the merchant it acts \
@@ -676,7 +743,7 @@ lack, changes their own account, or creates a platform admin over HTTP.\n\
 - **TOTP** (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; each code works once): required for platform admins, \
 who are enrolled when created; optional for others (`/api/auth/mfa/setup` with the password again, then `/api/auth/mfa/confirm` with a \
 first code, which returns ten single-use recovery codes). Login then needs `totp` (a code or a recovery code). \
-TOTP secrets are stored encrypted (AES-256-GCM under a key derived from the master key, bound to the user's row); \
+TOTP secrets are stored encrypted (AES-256-GCM under the key ring's data key, bound to the user's row); \
 recovery codes only as keyed hashes.\n\
 - **Publishable keys** `jl_pk_test_…` / `jl_pk_live_…` identify the merchant to browser code and open no merchant \
 route (403 `permission_denied`); next to a payment's client secret they read its public view.\n\
@@ -709,6 +776,7 @@ the browser only the payment id and client secret.\n\n\
         s.push_str(&format!("| `{}` | {} |\n", r.as_str(), ps.join(", ")));
     }
     s.push_str(AUDIT_DOC);
+    s.push_str(SECRETS_DOC);
     s.push_str("\n## Routes\n\n");
     s.push_str(&markdown());
     s.push_str(

@@ -67,6 +67,13 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
         )
         .await;
     assert_eq!(own_key.status, 201, "{:?}", own_key.body);
+    let account = app
+        .post(
+            "/api/provider-accounts",
+            json!({ "provider": "tpay", "credentials": jinliu_providers::sandbox_credentials("tpay") }),
+        )
+        .await;
+    assert_eq!(account.status, 201, "{:?}", account.body);
     let fill = |path: &str| {
         let id = if path.starts_with("/orders") {
             order.clone()
@@ -78,6 +85,8 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
             endpoint.id()
         } else if path.starts_with("/webhook-messages") {
             message.clone()
+        } else if path.starts_with("/provider-accounts") {
+            account.id()
         } else {
             paid.id()
         };

@@ -62,14 +62,19 @@ async fn refund(app: &TestApp, p: &Answer, body: Value) -> Answer {
 
 async fn refunded_at_provider(app: &TestApp, p: &Answer) -> i64 {
     let account = p.data()["providerAccount"].as_str().map(str::to_owned);
-    let adapter = account
-        .and_then(|a| app.state.providers.account(&a))
-        .or_else(|| {
-            app.state
-                .providers
-                .default_for(p.data()["provider"].as_str().unwrap_or_default(), false)
-        })
-        .unwrap_or_else(|| panic!("no adapter"));
+    let adapter = match account {
+        Some(a) => jinliu_server::provider_accounts::adapter_by_id(&app.state, &a)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None => None,
+    }
+    .or_else(|| {
+        app.state
+            .providers
+            .platform()
+            .default_for(p.data()["provider"].as_str().unwrap_or_default(), false)
+    })
+    .unwrap_or_else(|| panic!("no adapter"));
     adapter
         .refunded_total(p.data()["providerReference"].as_str().unwrap_or_default())
         .await
@@ -556,6 +561,7 @@ async fn only_ecpay_card_payments_can_be_refunded_through_the_api() {
     let adapter = app
         .state
         .providers
+        .platform()
         .default_for("ecpay", false)
         .unwrap_or_else(|| panic!("ecpay"));
     assert!(adapter.can_refund("ecpay_credit"));

@@ -1,6 +1,6 @@
 //! Secrets never reach the logs: every log line of a login (password, tokens), a TOTP
-//! enrolment (secret, recovery codes) and a key creation (key text), at TRACE level, is searched
-//! for them.
+//! enrolment (secret, recovery codes), a key creation (key text) and a provider account's
+//! creation and credential update, at TRACE level, is searched for them.
 //!
 //! The capture is process-wide (a `tracing` subscriber is global), so the buffer also holds
 //! other tests' lines; only this test's own secrets are looked for.
@@ -90,6 +90,27 @@ async fn passwords_tokens_totp_secrets_and_keys_never_appear_in_the_logs() {
     let key = app.post("/api/keys", json!({ "description": "log test" })).await;
     let key_text = key.data()["secret"].as_str().unwrap_or_default().to_owned();
     let _ = app.post("/api/auth/refresh", json!({ "refreshToken": refresh })).await;
+    // A provider account is added and its credentials replaced: neither set is logged or shown.
+    let mut provider_creds = jinliu_providers::sandbox_credentials("kpay");
+    provider_creds.insert("api_key".into(), "provider-log-secret-4471".into());
+    let account = app
+        .post(
+            "/api/provider-accounts",
+            json!({ "provider": "kpay", "credentials": provider_creds }),
+        )
+        .await;
+    assert_eq!(account.status, 201, "{:?}", account.body);
+    provider_creds.insert("api_key".into(), "provider-log-secret-rotated-8823".into());
+    let replaced = app
+        .patch(
+            &format!("/api/provider-accounts/{}", account.id()),
+            json!({ "credentials": provider_creds }),
+        )
+        .await;
+    assert_eq!(replaced.status, 200, "{:?}", replaced.body);
+    for answer in [&account, &replaced] {
+        assert!(!answer.text.contains("provider-log-secret"), "{}", answer.text);
+    }
 
     let text = String::from_utf8_lossy(&buffer.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     assert!(
@@ -104,6 +125,11 @@ async fn passwords_tokens_totp_secrets_and_keys_never_appear_in_the_logs() {
         ("TOTP secret", totp),
         ("API key", key_text),
         ("test merchant's key", app.secret_key.clone()),
+        ("provider credential", "provider-log-secret-4471".to_owned()),
+        (
+            "replaced provider credential",
+            "provider-log-secret-rotated-8823".to_owned(),
+        ),
     ];
     secrets.extend(recovery.into_iter().map(|c| ("recovery code", c)));
     for (what, secret) in secrets {
