@@ -163,6 +163,9 @@ pub enum SessionKind {
 
 /// Dashboard logins: access-token lifetime and idle timeout (OWASP ASVS 3.3.2).
 const DASHBOARD_SECS: i64 = 15 * 60;
+/// Dashboard logins end this long after the password was checked, however busy (NIST SP 800-63B
+/// §4.2.3: re-authenticate at least every 12 hours).
+pub const DASHBOARD_MAX_SECS: i64 = 12 * 3600;
 /// Marks a dashboard login's family id, so a refresh keeps the login's kind.
 const DASHBOARD_FAMILY: &str = "dash_";
 
@@ -173,6 +176,14 @@ impl SessionKind {
         } else {
             SessionKind::Api
         }
+    }
+
+    /// When the login a family descends from began: family ids are UUIDv7, whose first 48 bits
+    /// are the creation time, so the absolute limit needs no column of its own.
+    fn started(family: &str) -> Option<Timestamp> {
+        let id = uuid::Uuid::parse_str(family.strip_prefix(DASHBOARD_FAMILY).unwrap_or(family)).ok()?;
+        let (secs, nanos) = id.get_timestamp()?.to_unix();
+        chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
     }
 
     fn new_family(self) -> String {
@@ -187,13 +198,18 @@ impl SessionKind {
 async fn issue_session(app: &AppState, user: &User, family: String) -> Result<Session, ApiError> {
     let now = app.clock.now();
     // A dashboard login lives only while it is used: each refresh token expires 15 minutes
-    // after it was issued, and every refresh issues the next one.
+    // after it was issued, and every refresh issues the next one; and never past 12 hours from
+    // the login, tokens included.
     let (access_secs, refresh_expires) = match SessionKind::of_family(&family) {
         SessionKind::Api => (app.config.jwt_expires_in_secs, now + Duration::days(REFRESH_DAYS)),
-        SessionKind::Dashboard => (
-            DASHBOARD_SECS.min(app.config.jwt_expires_in_secs),
-            now + Duration::seconds(DASHBOARD_SECS),
-        ),
+        SessionKind::Dashboard => {
+            let ends = SessionKind::started(&family).unwrap_or(now) + Duration::seconds(DASHBOARD_MAX_SECS);
+            let left = (ends - now).num_seconds().max(1);
+            (
+                DASHBOARD_SECS.min(app.config.jwt_expires_in_secs).min(left),
+                (now + Duration::seconds(DASHBOARD_SECS)).min(ends),
+            )
+        }
     };
     let family_id = family.clone();
     let refresh = new_refresh_token();

@@ -737,7 +737,8 @@ on in `Jinliu-Merchant` (400 `merchant_required` otherwise); a merchant user act
 A user's session works in test mode unless a request sends `Jinliu-Mode: live`; a key works in its own mode, \
 and `Jinliu-Mode` naming the other one answers 400 `mode_mismatch`. A login with `\"session\":\"dashboard\"` \
 gets 15-minute access tokens and an idle timeout: each refresh token expires 15 minutes after it was issued \
-(OWASP ASVS 3.3.2); the default `api` session keeps `JINLIU_JWT_EXPIRES_IN` and 30-day refresh tokens. \
+(OWASP ASVS 3.3.2), and the login ends 12 hours after the password was checked however busy it is (NIST SP \
+800-63B §4.2.3; the login's start is the time in its UUIDv7 family id); the default `api` session keeps `JINLIU_JWT_EXPIRES_IN` and 30-day refresh tokens. \
 Staff are managed at `/api/users` (`users:manage`): nobody grants or manages a role with permissions they \
 lack, changes their own account, or creates a platform admin over HTTP.\n\
 - **TOTP** (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; each code works once): required for platform admins, \

@@ -191,3 +191,65 @@ async fn a_ring_made_under_another_master_key_refuses_to_load() {
     .unwrap_or_default();
     assert!(err.contains("does not open under this master key"), "{err}");
 }
+
+#[tokio::test]
+async fn the_cli_rotates_a_running_servers_ring_and_refuses_another_master_key() {
+    let app = crate::spawn_app().await;
+    let endpoint = app
+        .post("/api/webhook-endpoints", json!({ "url": "http://127.0.0.1:9/hook" }))
+        .await;
+    assert_eq!(endpoint.status, 201, "{:?}", endpoint.body);
+    // Run without blocking the runtime: the server under test shares this thread, and its
+    // background tasks must keep running while the command works on the same database.
+    let jinliu = async |master: &str, args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_jinliu"))
+            .args(args)
+            .args(["--database-url", &app.db_url])
+            .env("JINLIU_MASTER_KEY", master)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run jinliu: {e}"))
+    };
+    let out = jinliu(crate::MASTER_KEY, &["keys", "rotate", "--wait-secs", "0", "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(report["dataKid"], "k2", "{report}");
+    assert!(
+        report["resealed"]
+            .to_string()
+            .contains(r#"["webhook_endpoints.secret",1]"#),
+        "{report}"
+    );
+    // The running server reloads the ring (every 15 s by itself) and signs with the re-sealed secret.
+    keyring::load(&app.store, &app.state.sealer, &app.state.auth, chrono::Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ep = app
+        .store
+        .webhook_endpoint_unscoped(&EndpointId::parse(&endpoint.id()).unwrap_or_else(|| panic!("ep id")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("endpoint"));
+    assert_eq!(kid_of(&ep.secret_sealed), Some("k2"));
+    let secret = endpoint.data()["secret"].as_str().unwrap_or_default();
+    let keys = jinliu_server::webhooks::endpoints::signing_keys(&app.state.sealer, &ep, chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        keys,
+        vec![jinliu_server::webhooks::sign::secret_key(secret).unwrap_or_default()]
+    );
+
+    let list = jinliu(crate::MASTER_KEY, &["keys", "list"]).await;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success() && text.contains("k2\tdata") && text.contains("j2\tjwt"),
+        "{text}"
+    );
+    let wrong = jinliu(&"00".repeat(32), &["keys", "list"]).await;
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("does not open under this master key"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+}

@@ -800,6 +800,50 @@ async fn a_dashboard_login_gets_short_tokens_and_an_idle_timeout_while_an_api_lo
 }
 
 #[tokio::test]
+async fn a_dashboard_login_ends_twelve_hours_after_the_password_however_busy() {
+    let clock = std::sync::Arc::new(jinliu_server::state::ManualClock::new(chrono::Utc::now()));
+    let app = crate::spawn_app_on(jinliu_testkit::Engine::Sqlite, &[], Some(clock.clone())).await;
+    user(
+        &app,
+        "busy@example.com",
+        Role::Support,
+        Some(app.state.config.merchant_id.clone()),
+    )
+    .await;
+    let login = app
+        .send(
+            app.anon
+                .post(format!("{}/api/auth/login", app.base))
+                .json(&json!({ "email": "busy@example.com", "password": PASSWORD, "session": "dashboard" })),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    let mut token = login.data()["refreshToken"].clone();
+    let refresh = |token: Value| {
+        app.send(
+            app.anon
+                .post(format!("{}/api/auth/refresh", app.base))
+                .json(&json!({ "refreshToken": token })),
+        )
+    };
+    // Refreshed every 14 minutes, the login never idles out; it still ends at 12 hours.
+    let mut refreshes = 0;
+    loop {
+        clock.advance(chrono::Duration::minutes(14));
+        let next = refresh(token.clone()).await;
+        if next.status != 200 {
+            assert_eq!((next.status, next.code()), (401, "invalid_refresh_token"));
+            break;
+        }
+        assert!(next.data()["expiresIn"].as_i64().unwrap_or(0) <= 900);
+        token = next.data()["refreshToken"].clone();
+        refreshes += 1;
+        assert!(refreshes <= 52, "the login outlived 12 hours");
+    }
+    assert_eq!(refreshes, 51, "12 h / 14 min: the 52nd refresh falls after the cap");
+}
+
+#[tokio::test]
 async fn jinliu_mode_switches_a_users_session_but_never_a_keys() {
     let app = spawn_app().await;
     app.order("5", "TWD").await;
