@@ -195,15 +195,7 @@ impl Store {
 
     /// The caller's accounts in its mode, oldest first.
     pub async fn provider_accounts(&self, scope: &Scope) -> Result<Vec<MerchantProviderAccount>, StoreError> {
-        provider_accounts::Entity::find()
-            .filter(provider_accounts::Column::MerchantId.eq(scope.merchant_id.as_str()))
-            .filter(provider_accounts::Column::Livemode.eq(scope.livemode))
-            .order_by_asc(provider_accounts::Column::Id)
-            .all(self.read())
-            .await?
-            .into_iter()
-            .map(from_row)
-            .collect()
+        self.accounts_of(&scope.merchant_id, Some(scope.livemode)).await
     }
 
     /// Every account of a merchant in both modes (the server builds its adapters from them).
@@ -211,9 +203,20 @@ impl Store {
         &self,
         merchant: &MerchantId,
     ) -> Result<Vec<MerchantProviderAccount>, StoreError> {
-        provider_accounts::Entity::find()
-            .filter(provider_accounts::Column::MerchantId.eq(merchant.as_str()))
-            .order_by_asc(provider_accounts::Column::Id)
+        self.accounts_of(merchant, None).await
+    }
+
+    async fn accounts_of(
+        &self,
+        merchant: &MerchantId,
+        livemode: Option<bool>,
+    ) -> Result<Vec<MerchantProviderAccount>, StoreError> {
+        let mut q =
+            provider_accounts::Entity::find().filter(provider_accounts::Column::MerchantId.eq(merchant.as_str()));
+        if let Some(live) = livemode {
+            q = q.filter(provider_accounts::Column::Livemode.eq(live));
+        }
+        q.order_by_asc(provider_accounts::Column::Id)
             .all(self.read())
             .await?
             .into_iter()

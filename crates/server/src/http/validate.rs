@@ -125,3 +125,36 @@ pub fn time_bound(
         .map(|t| Some(t.timestamp_millis()))
         .map_err(|_| ApiError::bad_request(format!("{name} must be YYYY-MM-DD or an RFC 3339 time")))
 }
+
+/// A URL jinliu will call (a webhook endpoint, a provider's base URL): absolute http(s), at most
+/// 2048 characters, no user name or password (they would be stored and shown in plain text),
+/// https in live mode (422 `insecure_url` with `live_https`), and an IP literal only where the
+/// address `policy` allows it (422 `url_not_allowed`). Names are checked at connect time.
+pub fn outbound_url(
+    field: &str,
+    text: &str,
+    livemode: bool,
+    policy: crate::webhooks::guard::Policy,
+    live_https: &'static str,
+) -> Result<url::Url, ApiError> {
+    let fail = |m: &str| failed(field, m);
+    if text.is_empty() || text.len() > 2048 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(fail("must be an absolute http(s) URL of at most 2048 characters"));
+    }
+    let url = url::Url::parse(text).map_err(|e| fail(&format!("not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if !livemode => {}
+        "http" => return Err(ApiError::unprocessable("insecure_url", live_https)),
+        _ => return Err(fail("must start with http:// or https://")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(fail("must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fail("must not contain a user name or password"));
+    }
+    crate::webhooks::guard::check_url(&url, policy)
+        .map_err(|why| ApiError::unprocessable("url_not_allowed", why).with_details(json!({ "field": field })))?;
+    Ok(url)
+}

@@ -9,7 +9,7 @@ use jinliu_domain::{EndpointId, EventType, MerchantId, Timestamp};
 use jinliu_store::{EndpointPatch, NewEndpoint, Scope, Store};
 use serde_json::json;
 
-use super::guard::{self, Policy};
+use super::guard::Policy;
 use super::sign;
 use crate::http::error::ApiError;
 use crate::http::validate;
@@ -58,31 +58,14 @@ pub fn policy(livemode: bool, test_loopback: bool) -> Policy {
 /// password (they would be stored and shown in plain text), https in live mode, and an IP
 /// literal only where the mode's policy allows that address. Names are checked at connect time.
 pub fn parse_url(text: &str, livemode: bool, test_loopback: bool) -> Result<String, ApiError> {
-    let failed = |m: &str| validate::failed("url", m);
-    if text.is_empty() || text.len() > 2048 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(failed("must be an absolute http(s) URL of at most 2048 characters"));
-    }
-    let url = url::Url::parse(text).map_err(|e| failed(&format!("not a URL ({e})")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if !livemode => {}
-        "http" => {
-            return Err(ApiError::unprocessable(
-                "insecure_url",
-                "live-mode endpoints must use https",
-            ));
-        }
-        _ => return Err(failed("must start with http:// or https://")),
-    }
-    if url.host().is_none() {
-        return Err(failed("must name a host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(failed("must not contain a user name or password"));
-    }
-    guard::check_url(&url, policy(livemode, test_loopback))
-        .map_err(|why| ApiError::unprocessable("url_not_allowed", why).with_details(json!({ "field": "url" })))?;
-    Ok(url.to_string())
+    validate::outbound_url(
+        "url",
+        text,
+        livemode,
+        policy(livemode, test_loopback),
+        "live-mode endpoints must use https",
+    )
+    .map(|url| url.to_string())
 }
 
 /// Parses event type names: each must be one jinliu emits; duplicates collapse; an empty list is

@@ -51,6 +51,14 @@ async fn rotate(app: &TestApp, clock: &ManualClock) -> keyring::RotateReport {
     .unwrap_or_else(|e| panic!("rotate: {e}"))
 }
 
+async fn stored_endpoint(app: &TestApp, id: &str) -> jinliu_domain::webhook::WebhookEndpoint {
+    app.store
+        .webhook_endpoint_unscoped(&EndpointId::parse(id).unwrap_or_else(|| panic!("ep id")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("endpoint"))
+}
+
 async fn reload_after_grace(app: &TestApp, clock: &ManualClock) {
     clock.advance(chrono::Duration::seconds(keyring::GRACE_SECS + 1));
     keyring::load(
@@ -137,12 +145,7 @@ async fn rotating_the_keys_re_encrypts_every_secret_and_everything_keeps_working
     let new_token = after.data()["accessToken"].as_str().unwrap_or_default().to_owned();
     assert_eq!(token_kid(&new_token).as_deref(), Some("j2"));
     // The webhook secret and notify secret open to what the merchant was given.
-    let ep = app
-        .store
-        .webhook_endpoint_unscoped(&EndpointId::parse(&endpoint.id()).unwrap_or_else(|| panic!("ep id")))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("endpoint"));
+    let ep = stored_endpoint(&app, &endpoint.id()).await;
     let keys = jinliu_server::webhooks::endpoints::signing_keys(&app.state.sealer, &ep, now())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -224,12 +227,7 @@ async fn the_cli_rotates_a_running_servers_ring_and_refuses_another_master_key()
     keyring::load(&app.store, &app.state.sealer, &app.state.auth, chrono::Utc::now())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let ep = app
-        .store
-        .webhook_endpoint_unscoped(&EndpointId::parse(&endpoint.id()).unwrap_or_else(|| panic!("ep id")))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("endpoint"));
+    let ep = stored_endpoint(&app, &endpoint.id()).await;
     assert_eq!(kid_of(&ep.secret_sealed), Some("k2"));
     let secret = endpoint.data()["secret"].as_str().unwrap_or_default();
     let keys = jinliu_server::webhooks::endpoints::signing_keys(&app.state.sealer, &ep, chrono::Utc::now())
