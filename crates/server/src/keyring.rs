@@ -29,6 +29,11 @@ pub const REFRESH: Duration = Duration::from_secs(15);
 /// every node has loaded it by then).
 pub const GRACE_SECS: i64 = 30;
 
+/// The ring entry that proves a master key is the ring's own: a known value wrapped under it,
+/// written once. Every load unwraps it, so a wrong master key is refused before anything is
+/// written with it.
+const CHECK_KID: &str = "check";
+
 /// Why the ring could not be loaded or rotated.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -40,6 +45,21 @@ pub enum KeyRingError {
         "key ring entry {0} does not open under this master key (JINLIU_MASTER_KEY differs from the one the ring was made with)"
     )]
     WrongMasterKey(String),
+    /// Stored secrets do not open: rotating now would lose them.
+    #[error(
+        "{count} stored secrets (first: {first}) do not open under this master key and its ring; nothing was changed. Run with the servers' JINLIU_MASTER_KEY"
+    )]
+    Unreadable {
+        /// How many.
+        count: usize,
+        /// `table.column row`.
+        first: String,
+    },
+    /// Nothing proves the master key yet (no check entry, no stored secret).
+    #[error(
+        "nothing in the database proves this master key yet; start `jinliu serve` once with it (it records a check value), then rotate"
+    )]
+    Unproven,
 }
 
 /// Loads the ring from the database into the sealer and the token signer. A key sealing and
@@ -67,12 +87,46 @@ pub async fn load(store: &Store, sealer: &Sealer, auth: &Auth, now: Timestamp) -
                 }
                 jwt.push((k.kid.clone(), key));
             }
+            "check" => {}
             other => tracing::warn!(kid = %k.kid, purpose = other, "unknown key ring purpose; ignored"),
         }
     }
     sealer.install(&data, &data_active);
     auth.install_jwt_keys(&jwt, &jwt_active);
     Ok(())
+}
+
+/// Records the check entry when the ring has none (the first start of a server, whose master key
+/// is then the ring's). A concurrent start that records it first wins; both wrap the same value
+/// under the same key.
+pub async fn ensure_check(store: &Store, sealer: &Sealer, now: Timestamp) -> Result<(), KeyRingError> {
+    if store.ring_keys().await?.iter().any(|k| k.kid == CHECK_KID) {
+        return Ok(());
+    }
+    match store
+        .add_ring_key(RingKey {
+            kid: CHECK_KID.into(),
+            purpose: CHECK_KID.into(),
+            seq: 0,
+            wrapped: sealer.wrap(CHECK_KID, &[0; 32]),
+            created_at: now,
+        })
+        .await
+    {
+        Ok(()) | Err(StoreError::Conflict) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reloads the ring when a value names a key this node has not loaded yet (another node or
+/// `jinliu keys rotate` added it since the last reload), so such a value opens at once rather
+/// than after the next periodic reload.
+pub async fn ensure_known<'a>(app: &crate::state::AppState, sealed: impl IntoIterator<Item = &'a str>) {
+    if sealed.into_iter().any(|v| !app.sealer.knows(v))
+        && let Err(e) = load(&app.store, &app.sealer, &app.auth, app.clock.now()).await
+    {
+        tracing::error!(error = %e, "key ring reload failed");
+    }
 }
 
 /// Reloads the ring every [`REFRESH`] for the life of the server.
@@ -140,6 +194,29 @@ pub async fn rotate(
     wait: Duration,
 ) -> Result<RotateReport, KeyRingError> {
     load(store, sealer, auth, now).await?;
+    // Nothing is written until this master key is proven to be the ring's: every stored secret
+    // must open, and something must vouch for the key.
+    let mut proven = store.ring_keys().await?.iter().any(|k| k.kid == CHECK_KID);
+    let mut unreadable = Vec::new();
+    for field in SealedField::ALL {
+        for v in store.sealed_values(field).await? {
+            if sealer.open(&v.value, &aad_of(&v)).is_some() {
+                proven = true;
+            } else {
+                unreadable.push(format!("{} {}", field.name(), v.row_id));
+            }
+        }
+    }
+    if let Some(first) = unreadable.first() {
+        return Err(KeyRingError::Unreadable {
+            count: unreadable.len(),
+            first: first.clone(),
+        });
+    }
+    if !proven {
+        return Err(KeyRingError::Unproven);
+    }
+    ensure_check(store, sealer, now).await?;
     let ring = store.ring_keys().await?;
     let (data_kid, data_seq) = next(&ring, "data", "k");
     let (jwt_kid, jwt_seq) = next(&ring, "jwt", "j");

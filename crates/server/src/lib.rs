@@ -98,6 +98,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
     }
     let app = build_with_store(config, store)?;
     keyring::load(&app.store, &app.sealer, &app.auth, app.clock.now()).await?;
+    keyring::ensure_check(&app.store, &app.sealer, app.clock.now()).await?;
     let first_run = bootstrap::first_run(&app);
     jinliu_store::with_audit_context(jinliu_domain::AuditContext::system("first_run"), first_run)
         .await

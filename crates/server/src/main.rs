@@ -328,7 +328,9 @@ async fn webhook_command(overrides: &Overrides, cmd: WebhookCmd) -> Result<(), S
                 events,
                 description,
             };
-            let (ep, secret) = endpoints::create(ctx, &scope, input, now).await.map_err(refused)?;
+            let (ep, secret) = endpoints::create(ctx, &scope, input, now, None)
+                .await
+                .map_err(refused)?;
             println!(
                 "created webhook endpoint {} -> {}\nsigning secret (shown once): {secret}",
                 ep.id, ep.url
@@ -703,6 +705,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Keys(KeysCmd::Rotate { wait_secs, json, db }) => {
+            // Never with a key made up on the spot: it would wrap the new keys under a master key
+            // no server has.
+            let config = Config::load(&Overrides {
+                data_dir: db.data_dir.clone(),
+                database_url: db.database_url.clone(),
+                ..overrides.clone()
+            })
+            .map_err(|e| e.to_string())?;
+            if config.master_key.is_none() && !config.data_dir.join("master.key").exists() {
+                return Err(format!(
+                    "no master key: set JINLIU_MASTER_KEY to the servers' key (or run in the data directory whose \
+                     master.key the server uses; none at {})",
+                    config.data_dir.display()
+                ));
+            }
             let (store, auth, sealer) = admin(&overrides, db).await?;
             let report = jinliu_server::keyring::rotate(
                 &store,
@@ -721,6 +738,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     report.data_kid,
                     report.jwt_kid,
                     jinliu_server::keyring::GRACE_SECS
+                );
+                println!(
+                    "access tokens signed two JWT keys ago stop working once {} signs; users log in again",
+                    report.jwt_kid
                 );
                 for (column, n) in &report.resealed {
                     println!("re-encrypted {n} values of {column}");

@@ -25,8 +25,7 @@ use serde_json::json;
 use crate::http::error::ApiError;
 use crate::http::validate;
 use crate::state::AppState;
-use crate::webhooks::endpoints::policy;
-use crate::webhooks::guard::GuardedResolver;
+use crate::webhooks::guard::{GuardedResolver, Policy};
 
 /// Longest credential value accepted.
 const MAX_CREDENTIAL_CHARS: usize = 1024;
@@ -100,6 +99,7 @@ async fn merchant_set(app: &AppState, merchant: &MerchantId) -> Result<Arc<Merch
         return Ok(set.clone());
     }
     let rows = app.store.merchant_provider_accounts(merchant).await?;
+    crate::keyring::ensure_known(app, rows.iter().map(|a| a.credentials_sealed.as_str())).await;
     let entries = rows
         .into_iter()
         .map(|a| {
@@ -210,7 +210,8 @@ fn open_credentials(app: &AppState, a: &MerchantProviderAccount) -> Result<HashM
 }
 
 /// The adapter of `a` with `credentials`; a base URL the merchant chose is resolved through the
-/// address guard of its mode.
+/// live address guard in either mode: a merchant's test key must not reach this machine's or
+/// its network's services either (the server's own sandbox is the default, not a chosen URL).
 fn adapter_for(
     app: &AppState,
     a: &MerchantProviderAccount,
@@ -218,8 +219,7 @@ fn adapter_for(
 ) -> Result<Arc<dyn PaymentProvider>, jinliu_providers::account::AccountError> {
     let (base_url, resolver) = match &a.base_url {
         Some(url) => {
-            let r: Arc<dyn reqwest::dns::Resolve> =
-                Arc::new(GuardedResolver::new(policy(a.livemode, app.webhooks.test_loopback())));
+            let r: Arc<dyn reqwest::dns::Resolve> = Arc::new(GuardedResolver::new(Policy::LIVE));
             (url.clone(), Some(r))
         }
         None => (
@@ -245,8 +245,8 @@ pub struct AccountInput {
     pub credentials: BTreeMap<String, String>,
     /// The provider's base URL; none for the sandbox (test) or the provider's production host.
     pub base_url: Option<String>,
-    /// Take over as the default for its provider and mode.
-    pub is_default: bool,
+    /// Take over as the default for its provider and mode (`None`: only if it has none).
+    pub is_default: Option<bool>,
     /// A note.
     pub description: Option<String>,
 }
@@ -272,18 +272,13 @@ fn production_url(provider: &str) -> Option<&'static str> {
 }
 
 /// Checks a base URL for a mode: absolute, https in live mode, no user name, query or fragment,
-/// an IP literal only where the mode's address policy allows it, and — in live mode — neither
+/// an IP literal only if it is a public address (in both modes), and — in live mode — neither
 /// this server, its sandbox nor a provider's known test host.
 pub fn check_base_url(app: &AppState, text: &str, livemode: bool) -> Result<String, ApiError> {
-    check_base_url_in(&app.config, app.webhooks.test_loopback(), text, livemode)
+    check_base_url_in(&app.config, text, livemode)
 }
 
-fn check_base_url_in(
-    config: &crate::config::Config,
-    test_loopback: bool,
-    text: &str,
-    livemode: bool,
-) -> Result<String, ApiError> {
+fn check_base_url_in(config: &crate::config::Config, text: &str, livemode: bool) -> Result<String, ApiError> {
     // First, because it is the most important thing to tell, whatever else is wrong with it.
     if livemode && is_sandbox(config, text.trim_end_matches('/')) {
         return Err(ApiError::unprocessable(
@@ -295,7 +290,7 @@ fn check_base_url_in(
         "baseUrl",
         text,
         livemode,
-        policy(livemode, test_loopback),
+        Policy::LIVE,
         "live provider accounts must use https",
     )?;
     if url.query().is_some() || url.fragment().is_some() {
@@ -304,18 +299,23 @@ fn check_base_url_in(
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// Whether `url` is this server (and so its sandbox), the shared sandbox, or a provider's known
-/// test host: never a place for live money.
+/// Whether `url` is on this server's origin (and so its sandbox), the shared sandbox's origin, or
+/// a provider's known test host: never a place for live money. Origins are compared parsed
+/// (scheme, host without a trailing dot, port with defaults filled in), so case, a trailing dot
+/// or an explicit `:443` cannot slip past.
 pub fn is_sandbox(config: &crate::config::Config, url: &str) -> bool {
-    let host = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        .unwrap_or_default();
-    let own = [Some(config.public_url.clone()), config.sandbox_base()];
-    own.iter()
-        .flatten()
-        .any(|base| url.starts_with(base.trim_end_matches('/')))
-        || jinliu_providers::TEST_HOSTS.contains(&host.as_str())
+    fn origin(text: &str) -> Option<(String, String, u16)> {
+        let u = url::Url::parse(text).ok()?;
+        let host = u.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+        Some((u.scheme().to_owned(), host, u.port_or_known_default()?))
+    }
+    let Some(target) = origin(url) else { return false };
+    jinliu_providers::TEST_HOSTS.contains(&target.1.as_str())
+        || [Some(config.public_url.clone()), config.sandbox_url.clone()]
+            .iter()
+            .flatten()
+            .filter_map(|base| origin(base))
+            .any(|own| own == target)
 }
 
 /// Checks credential names against the provider's and values for shape (never echoing a value).
@@ -347,7 +347,14 @@ fn prove_and_seal(
 ) -> Result<(String, Vec<String>), ApiError> {
     let map: HashMap<String, String> = credentials.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     adapter_for(app, draft, map).map_err(|e| {
-        ApiError::unprocessable("invalid_credentials", e.to_string())
+        use jinliu_providers::account::AccountError;
+        // Not `e` itself: it names the account, which a refused creation never made.
+        let message = match e {
+            AccountError::MissingCredential { key, .. } => format!("missing credential {key:?}"),
+            AccountError::Invalid { message, .. } => message,
+            AccountError::UnknownProvider(p) => format!("unknown provider {p:?}"),
+        };
+        ApiError::unprocessable("invalid_provider_credentials", message)
             .with_details(json!({ "credentials": jinliu_providers::credential_keys(&draft.provider) }))
     })?;
     // A map of strings always serialises.
@@ -396,7 +403,12 @@ fn stored_base_url(
 }
 
 /// Adds an account for the caller's merchant in the caller's mode.
-pub async fn create(app: &AppState, scope: &Scope, input: AccountInput) -> Result<MerchantProviderAccount, ApiError> {
+pub async fn create(
+    app: &AppState,
+    scope: &Scope,
+    input: AccountInput,
+    idem: Option<jinliu_store::IdemRequest<MerchantProviderAccount>>,
+) -> Result<MerchantProviderAccount, ApiError> {
     if !jinliu_providers::PROVIDER_IDS.contains(&input.provider.as_str()) {
         return Err(
             ApiError::unprocessable("unknown_provider", format!("unknown provider {:?}", input.provider))
@@ -407,6 +419,7 @@ pub async fn create(app: &AppState, scope: &Scope, input: AccountInput) -> Resul
     check_credentials(&input.provider, &input.credentials)?;
     let description = validate::opt_text("description", input.description, 500)?;
     let base_url = stored_base_url(app, &input.provider, input.base_url, scope.livemode)?;
+    let input_default = input.is_default;
     let now = app.clock.now();
     let draft = MerchantProviderAccount {
         id: ProviderAccountId::generate(),
@@ -416,7 +429,7 @@ pub async fn create(app: &AppState, scope: &Scope, input: AccountInput) -> Resul
         base_url,
         credentials_sealed: String::new(),
         credential_keys: Vec::new(),
-        is_default: input.is_default,
+        is_default: input.is_default.unwrap_or(false),
         status: AccountStatus::Active,
         description,
         version: 0,
@@ -430,12 +443,12 @@ pub async fn create(app: &AppState, scope: &Scope, input: AccountInput) -> Resul
         base_url: draft.base_url.clone(),
         credentials_sealed: sealed,
         credential_keys: keys,
-        is_default: draft.is_default,
+        is_default: input_default,
         description: draft.description.clone(),
     };
     let account = app
         .store
-        .create_provider_account(scope, new, now)
+        .create_provider_account(scope, new, now, idem)
         .await
         .map_err(|e| match e {
             StoreError::LimitReached(_) => ApiError::unprocessable(
@@ -519,19 +532,25 @@ mod tests {
     fn a_live_base_url_may_not_be_a_sandbox_a_test_host_or_plain_http() {
         let c = config();
         let sandbox = format!("{}/sandbox/kpay", c.sandbox_base().unwrap_or_default());
+        let shouted = format!(
+            "{}/sandbox/ecpay",
+            c.public_url.to_uppercase().replacen("HTTP", "http", 1)
+        );
         for (url, code) in [
             (sandbox.as_str(), "sandbox_in_live_mode"),
+            (shouted.as_str(), "sandbox_in_live_mode"),
             ("https://payment-stage.ecpay.com.tw", "sandbox_in_live_mode"),
+            ("https://PAYMENT-STAGE.ecpay.com.tw.:443/x", "sandbox_in_live_mode"),
             ("https://test.4128888card.com.tw/app", "sandbox_in_live_mode"),
             ("http://payment.ecpay.com.tw", "insecure_url"),
             ("https://10.0.0.7/api", "url_not_allowed"),
             ("https://user:pw@payment.ecpay.com.tw", "validation_failed"),
         ] {
-            let err = check_base_url_in(&c, true, url, true).err().map(|e| e.code);
+            let err = check_base_url_in(&c, url, true).err().map(|e| e.code);
             assert_eq!(err, Some(code), "{url}");
         }
         assert_eq!(
-            check_base_url_in(&c, true, "https://payment.ecpay.com.tw/", true)
+            check_base_url_in(&c, "https://payment.ecpay.com.tw/", true)
                 .ok()
                 .as_deref(),
             Some("https://payment.ecpay.com.tw")
@@ -539,11 +558,18 @@ mod tests {
     }
 
     #[test]
-    fn a_test_base_url_may_be_a_stage_host_or_loopback_when_allowed() {
+    fn a_test_base_url_may_be_a_stage_host_but_never_this_machine_or_its_network() {
         let c = config();
-        assert!(check_base_url_in(&c, true, "https://payment-stage.ecpay.com.tw", false).is_ok());
-        assert!(check_base_url_in(&c, true, "http://127.0.0.1:9/sandbox", false).is_ok());
-        assert!(check_base_url_in(&c, false, "http://127.0.0.1:9/sandbox", false).is_err());
+        assert!(check_base_url_in(&c, "https://payment-stage.ecpay.com.tw", false).is_ok());
+        for url in [
+            "http://127.0.0.1:22/",
+            "http://2130706433/",
+            "http://10.0.0.1/",
+            "http://[::1]/",
+        ] {
+            let err = check_base_url_in(&c, url, false).err().map(|e| e.code);
+            assert_eq!(err, Some("url_not_allowed"), "{url}");
+        }
     }
 
     #[test]

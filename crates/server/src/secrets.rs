@@ -33,7 +33,7 @@ pub enum MasterKeyError {
     Malformed,
     /// A live account is configured but there is no `JINLIU_MASTER_KEY`.
     #[error(
-        "live provider accounts are configured: set JINLIU_MASTER_KEY (a generated key file is for test mode only)"
+        "live provider accounts exist (configured, or added by merchants): set JINLIU_MASTER_KEY (a generated key file is for test mode only)"
     )]
     LiveNeedsKey,
     /// The key file could not be read or written.
@@ -240,6 +240,13 @@ impl Sealer {
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
         let (_, c) = ring.keys.iter().find(|(k, _)| k == kid)?;
         decrypt(c, &bytes, aad)
+    }
+
+    /// Whether the ring holds the key a sealed value names (`false` for a malformed value too).
+    pub fn knows(&self, sealed: &str) -> bool {
+        let Some(kid) = kid_of(sealed) else { return false };
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        ring.keys.iter().any(|(k, _)| k == kid)
     }
 
     /// The id of the key new values are sealed with.

@@ -342,6 +342,7 @@ pub fn totp_aad(id: &UserId) -> String {
 
 /// Checks a TOTP code (each step once) or spends a recovery code.
 async fn second_factor(app: &AppState, user: &User, code: &str) -> Result<bool, ApiError> {
+    crate::keyring::ensure_known(app, user.totp_secret.as_deref()).await;
     let secret = user
         .totp_secret
         .as_deref()
@@ -407,6 +408,7 @@ pub async fn mfa_confirm(app: &AppState, user: &User, code: &str) -> Result<Vec<
             "TOTP is already enabled",
         ));
     }
+    crate::keyring::ensure_known(app, user.totp_secret.as_deref()).await;
     let secret = user
         .totp_secret
         .as_deref()

@@ -27,8 +27,9 @@ pub struct NewAccount {
     pub credentials_sealed: String,
     /// Names of the credentials, sorted.
     pub credential_keys: Vec<String>,
-    /// Make it the default for its provider and mode (the first active one always is).
-    pub is_default: bool,
+    /// `Some(true)`: take the default over; `Some(false)`: not the default; `None`: the default
+    /// only when its provider and mode have none.
+    pub is_default: Option<bool>,
     /// A note.
     pub description: Option<String>,
 }
@@ -134,13 +135,14 @@ async fn lock_merchant<C: ConnectionTrait>(conn: &C, merchant: &MerchantId) -> R
 }
 
 impl Store {
-    /// Adds an account, refusing the merchant's 21st in one mode. The first active account of a
-    /// provider and mode becomes its default; one created with `is_default` takes the default over.
+    /// Adds an account, refusing the merchant's 21st in one mode. Unless told otherwise, the
+    /// first account of a provider and mode becomes its default.
     pub async fn create_provider_account(
         &self,
         scope: &Scope,
         new: NewAccount,
         now: Timestamp,
+        idem: Option<crate::IdemRequest<MerchantProviderAccount>>,
     ) -> Result<MerchantProviderAccount, StoreError> {
         let spec = AuditSpec::new(
             "provider_account.create",
@@ -174,7 +176,7 @@ impl Store {
                     base_url: new.base_url,
                     credentials_sealed: new.credentials_sealed,
                     credential_keys: new.credential_keys,
-                    is_default: new.is_default || !has_default,
+                    is_default: new.is_default.unwrap_or(!has_default),
                     status: AccountStatus::Active,
                     description: new.description,
                     version: 1,
@@ -190,7 +192,7 @@ impl Store {
                 Ok(a)
             })
         });
-        self.writer().submit_audited(w, None, Some(spec)).await
+        self.writer().submit_audited(w, idem, Some(spec)).await
     }
 
     /// The caller's accounts in its mode, oldest first.

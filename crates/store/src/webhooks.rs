@@ -298,6 +298,7 @@ impl Store {
         new: NewEndpoint,
         max: usize,
         now: Timestamp,
+        idem: Option<crate::IdemRequest<WebhookEndpoint>>,
     ) -> Result<WebhookEndpoint, StoreError> {
         let spec = AuditSpec::new(
             "webhook_endpoint.create",
@@ -344,7 +345,7 @@ impl Store {
                 Ok(e)
             })
         });
-        self.writer().submit_audited(w, None, Some(spec)).await
+        self.writer().submit_audited(w, idem, Some(spec)).await
     }
 
     /// The caller's endpoints, oldest first.

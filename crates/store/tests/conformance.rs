@@ -879,6 +879,7 @@ async fn webhook_endpoint(
             },
             16,
             now,
+            None,
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -1480,7 +1481,7 @@ async fn finished_webhook_messages_are_purged_after_their_retention_but_pending_
     assert_eq!(left.items.len(), 1, "the pending one stays, whatever its age");
 }
 
-fn new_account(provider: &str, is_default: bool) -> jinliu_store::NewAccount {
+fn new_account(provider: &str, is_default: Option<bool>) -> jinliu_store::NewAccount {
     jinliu_store::NewAccount {
         id: jinliu_domain::ProviderAccountId::generate(),
         provider: provider.into(),
@@ -1498,19 +1499,21 @@ async fn provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_th
         let store = store.clone();
         async move {
             store
-                .create_provider_account(&s, n, now)
+                .create_provider_account(&s, n, now, None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         }
     };
-    let first = create(new_account("kpay", false), scope()).await;
-    let other_provider = create(new_account("tpay", false), scope()).await;
-    let second = create(new_account("kpay", true), scope()).await;
+    let first = create(new_account("kpay", None), scope()).await;
+    let other_provider = create(new_account("tpay", None), scope()).await;
+    let second = create(new_account("kpay", Some(true)), scope()).await;
+    let quiet = create(new_account("tpay", Some(false)), scope()).await;
+    assert!(!quiet.is_default, "an account created as not the default stays so");
     let live = Scope {
         livemode: true,
         ..scope()
     };
-    let live_kpay = create(new_account("kpay", false), live.clone()).await;
+    let live_kpay = create(new_account("kpay", None), live.clone()).await;
     assert!(
         first.is_default && other_provider.is_default && live_kpay.is_default,
         "first of each kind"
@@ -1529,6 +1532,7 @@ async fn provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_th
             (first.id.to_string(), false),
             (other_provider.id.to_string(), true),
             (second.id.to_string(), true),
+            (quiet.id.to_string(), false),
         ],
         "the new default took over from the old one of the same provider and mode only"
     );
@@ -1539,7 +1543,7 @@ async fn provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_th
             .await
             .unwrap_or_default()
             .len(),
-        4
+        5
     );
     let changed = store
         .update_provider_account(

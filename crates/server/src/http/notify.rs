@@ -164,6 +164,7 @@ pub async fn seed(
         .filter(|p| n.merchant_id.as_deref().is_none_or(|m| m == p.merchant_id.as_str()))
         .ok_or_else(bad)?;
     let merchant = app.store.merchant(&payment.merchant_id).await?.ok_or_else(bad)?;
+    crate::keyring::ensure_known(&app, merchant.notify_secret.as_deref()).await;
     let secret = match &merchant.notify_secret {
         Some(sealed) => app
             .sealer

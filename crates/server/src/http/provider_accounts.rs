@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 use super::dto::ok;
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller};
-use super::idempotency::respond;
+use super::extract::{ApiJson, Caller, IdempotencyKey};
+use super::idempotency::{self, respond};
 use super::webhooks::present;
 use crate::provider_accounts::{self, AccountChange, AccountInput};
 use crate::state::AppState;
@@ -32,9 +32,10 @@ pub struct CreateAccountBody {
     /// except for ECPay (its production host); https, never a sandbox or test host.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Take over as the default account for its provider in this mode (the first one always is).
+    /// `true`: take over as the default account for its provider in this mode; `false`: not the
+    /// default; omitted: the default only if its provider and mode have none yet.
     #[serde(default)]
-    pub default: bool,
+    pub default: Option<bool>,
     /// A note for staff.
     #[serde(default)]
     pub description: Option<String>,
@@ -95,12 +96,16 @@ pub struct ProviderAccountDto {
 
 impl ProviderAccountDto {
     fn of(app: &AppState, a: &MerchantProviderAccount) -> ProviderAccountDto {
+        ProviderAccountDto::under(&app.config.public_url, a)
+    }
+
+    fn under(public_url: &str, a: &MerchantProviderAccount) -> ProviderAccountDto {
         ProviderAccountDto {
             id: a.id.to_string(),
             provider: a.provider.clone(),
             livemode: a.livemode,
             base_url: a.base_url.clone(),
-            notify_url: format!("{}/api/payments/notify/{}/{}", app.config.public_url, a.provider, a.id),
+            notify_url: format!("{public_url}/api/payments/notify/{}/{}", a.provider, a.id),
             credential_keys: a.credential_keys.clone(),
             default: a.is_default,
             status: a.status.as_str().to_owned(),
@@ -118,6 +123,7 @@ fn account_id(id: &str) -> Result<ProviderAccountId, ApiError> {
 
 /// Add a provider account (its credentials are sealed and never shown again).
 #[utoipa::path(post, path = "/api/provider-accounts", tag = "provider accounts", request_body = CreateAccountBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
     responses((status = 201, description = "The account", body = ProviderAccountDto),
         (status = 400, description = "Unknown field (livemode and merchantId cannot be set)"),
         (status = 409, description = "Live accounts need JINLIU_MASTER_KEY"),
@@ -125,6 +131,7 @@ fn account_id(id: &str) -> Result<ProviderAccountId, ApiError> {
 pub async fn create(
     State(app): State<AppState>,
     Caller(scope): Caller,
+    IdempotencyKey(key): IdempotencyKey,
     body: ApiJson<CreateAccountBody>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -135,12 +142,25 @@ pub async fn create(
         is_default: b.default,
         description: b.description,
     };
-    let a = provider_accounts::create(&app, &scope, input).await?;
-    Ok(respond(ok(
-        201,
-        ProviderAccountDto::of(&app, &a),
-        Some("provider account added; its credentials are stored encrypted and not shown again"),
-    )))
+    // The answer holds no secret, so the kept one is the live one.
+    let public_url = app.config.public_url.clone();
+    let render = move |a: &MerchantProviderAccount| {
+        ok(
+            201,
+            ProviderAccountDto::under(&public_url, a),
+            Some("provider account added; its credentials are stored encrypted and not shown again"),
+        )
+    };
+    Ok(idempotency::run(
+        &app,
+        &scope,
+        key,
+        "POST /api/provider-accounts",
+        &body.raw,
+        render.clone(),
+        |idem| async { provider_accounts::create(&app, &scope, input, idem.map(|c| c.request(true, render))).await },
+    )
+    .await)
 }
 
 /// The caller's provider accounts in its mode.

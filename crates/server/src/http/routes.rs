@@ -696,19 +696,22 @@ sealed with AES-256-GCM: a random 96-bit nonce per value, associated data naming
 signing key `k1` are derived from the master key; `jinliu keys rotate` adds a random data key (`k2`, …) and JWT \
 key (`j2`, …), stored in `key_ring` wrapped under a key-encryption key derived from the master key, and \
 re-encrypts every stored secret under the new data key (compare-and-set per value, so a secret a request \
-changes meanwhile is never overwritten). Nodes reload the ring every 15 s and start sealing and signing with \
-a new key 30 s after it was added, so no node meets a key it does not know; old data keys stay to open what \
-they sealed; a JWT key stops verifying once two newer ones sign. `jinliu keys list` shows the ring (ids and \
+changes meanwhile is never overwritten). It first proves the master key: the ring's `check` entry (written at \
+the first start) must unwrap and every stored secret must open, or nothing is written. Nodes reload the ring \
+every 15 s (and at once when a value names a key they lack) and start sealing and signing with a new key 30 s \
+after it was added, so no node meets a key it does not know; old data keys stay to open what they sealed; a \
+JWT key stops verifying once two newer ones sign. `jinliu keys list` shows the ring (ids and \
 dates only). A ring made under another master key refuses to load at start. Secrets are never returned after \
 creation and never logged (tests capture the logs of a login, a key creation and a provider account update).\n\n\
 <a id=\"provider-accounts\"></a>**Provider accounts.** The platform's accounts come from `[[provider_accounts]]` \
 in the configuration (plus a `<provider>_test` sandbox account per provider) and serve every merchant. A \
 merchant adds its own contract with `POST /api/provider-accounts` (`settings:manage`): the account's mode is \
 the caller's (a body naming `livemode` or `merchantId` is refused), only the provider's credential names are \
-accepted, the adapter is built once to prove the credentials usable, and they are then sealed; responses show \
-their names, never their values. A live account needs https, may not point at this server, its sandbox, \
-`JINLIU_SANDBOX_URL` or a provider's known test host (422 `sandbox_in_live_mode`), and its host is held to the \
-webhook address policy (no private, link-local or metadata addresses; checked again at every connect). The \
+accepted, the adapter is built once to check that they are complete and well-formed, and they are then sealed; \
+responses show their names, never their values. A chosen base URL is held to the live address policy in both \
+modes (no loopback, private, link-local or metadata addresses; checked again at every connect). A live account \
+needs https and may not point at this server's origin, `JINLIU_SANDBOX_URL`'s, or a provider's known test host \
+(422 `sandbox_in_live_mode`; origins are compared parsed, so case, a trailing dot or `:443` change nothing). The \
 merchant's active default account for a provider and mode takes its new payments; disabling it returns them \
 to the platform's account while its own payments still refund, sync and receive notifications at \
 `/api/payments/notify/{provider}/{pa_…}`. Adapters are built on first use and cached per merchant for 30 s.\n";

@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 
 use super::dto::{ListDto, ok};
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller};
-use super::idempotency::respond;
+use super::extract::{ApiJson, Caller, IdempotencyKey};
+use super::idempotency::{self, respond};
 use crate::state::AppState;
 use crate::webhooks::endpoints::{self, Ctx, EndpointInput, PatchInput};
 
@@ -245,11 +245,13 @@ fn disabled_or(e: StoreError) -> ApiError {
 
 /// Create a webhook endpoint; its signing secret is in this answer only.
 #[utoipa::path(post, path = "/api/webhook-endpoints", tag = "webhooks", request_body = CreateEndpointBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer (without the secret) for 24 h")),
     responses((status = 201, description = "The endpoint, with `secret` (shown once)", body = EndpointDto),
         (status = 422, description = "Bad URL, unknown event type, address not allowed, or 16 endpoints already")))]
 pub async fn create(
     State(app): State<AppState>,
     Caller(scope): Caller,
+    IdempotencyKey(key): IdempotencyKey,
     body: ApiJson<CreateEndpointBody>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -258,12 +260,31 @@ pub async fn create(
         events: b.events,
         description: b.description,
     };
-    let (ep, secret) = endpoints::create(ctx(&app), &scope, input, app.clock.now()).await?;
-    Ok(respond(ok(
-        201,
-        EndpointDto::of(&ep, Some(secret)),
-        Some("webhook endpoint created; store the secret now, it is not shown again"),
-    )))
+    // A replay answers without the secret: a stored answer never holds one.
+    let stored = |ep: &WebhookEndpoint| {
+        ok(
+            201,
+            EndpointDto::of(ep, None),
+            Some("webhook endpoint created; its secret was in the first answer only (rotate it if it was lost)"),
+        )
+    };
+    let now = app.clock.now();
+    Ok(idempotency::run(
+        &app,
+        &scope,
+        key,
+        "POST /api/webhook-endpoints",
+        &body.raw,
+        |(ep, secret): &(WebhookEndpoint, String)| {
+            ok(
+                201,
+                EndpointDto::of(ep, Some(secret.clone())),
+                Some("webhook endpoint created; store the secret now, it is not shown again"),
+            )
+        },
+        |idem| async { endpoints::create(ctx(&app), &scope, input, now, idem.map(|c| c.request(true, stored))).await },
+    )
+    .await)
 }
 
 /// The caller's webhook endpoints (without secrets).

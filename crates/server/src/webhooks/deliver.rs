@@ -154,6 +154,11 @@ async fn send(app: &AppState, ep: &WebhookEndpoint, m: &WebhookMessage, timestam
     // IP literals never reach the resolver: check them here, every time (the policy may have
     // changed since the endpoint was saved).
     guard::check_url(&url, app.webhooks.policy(ep.livemode))?;
+    crate::keyring::ensure_known(
+        app,
+        std::iter::once(ep.secret_sealed.as_str()).chain(ep.previous_secret_sealed.as_deref()),
+    )
+    .await;
     let keys = endpoints::signing_keys(&app.sealer, ep, app.clock.now())?;
     let body = m.payload.as_bytes();
     let resp = app

@@ -97,6 +97,7 @@ pub async fn create(
     scope: &Scope,
     input: EndpointInput,
     now: Timestamp,
+    idem: Option<jinliu_store::IdemRequest<WebhookEndpoint>>,
 ) -> Result<(WebhookEndpoint, String), ApiError> {
     let url = parse_url(&input.url, scope.livemode, ctx.test_loopback)?;
     let events = parse_events(input.events)?;
@@ -113,7 +114,7 @@ pub async fn create(
     };
     let ep = ctx
         .store
-        .create_webhook_endpoint(scope, new, MAX_ENDPOINTS, now)
+        .create_webhook_endpoint(scope, new, MAX_ENDPOINTS, now, idem)
         .await
         .map_err(|e| match e {
             jinliu_store::StoreError::LimitReached(_) => ApiError::unprocessable(

@@ -177,9 +177,52 @@ async fn rotating_the_keys_re_encrypts_every_secret_and_everything_keeps_working
 }
 
 #[tokio::test]
+async fn a_rotation_under_the_wrong_master_key_changes_nothing() {
+    let app = crate::spawn_app().await;
+    let other = jinliu_server::secrets::MasterKey::from_hex(&"cd".repeat(32)).unwrap_or_else(|e| panic!("{e}"));
+    let (sealer, auth) = (
+        jinliu_server::secrets::Sealer::new(&other),
+        jinliu_server::auth::Auth::new(&other),
+    );
+    let rotate_wrong = || keyring::rotate(&app.store, &sealer, &auth, chrono::Utc::now(), Duration::ZERO);
+    let unproven = rotate_wrong().await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(unproven.contains("nothing in the database proves"), "{unproven}");
+    let endpoint = app
+        .post("/api/webhook-endpoints", json!({ "url": "http://127.0.0.1:9/hook" }))
+        .await;
+    assert_eq!(endpoint.status, 201);
+    let unreadable = rotate_wrong().await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        unreadable.contains("1 stored secrets") && unreadable.contains("webhook_endpoints.secret"),
+        "{unreadable}"
+    );
+    assert!(
+        app.store.ring_keys().await.unwrap_or_default().is_empty(),
+        "nothing was written"
+    );
+    // Under the right key the rotation records the check entry; from then on a wrong key is
+    // refused by the ring itself.
+    keyring::rotate(
+        &app.store,
+        &app.state.sealer,
+        &app.state.auth,
+        chrono::Utc::now(),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let refused = rotate_wrong().await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("does not open under this master key"), "{refused}");
+}
+
+#[tokio::test]
 async fn a_ring_made_under_another_master_key_refuses_to_load() {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let app = spawn_app_on(Engine::Sqlite, &[], Some(clock.clone())).await;
+    // What `jinliu serve` records at its first start: the proof of its master key.
+    keyring::ensure_check(&app.store, &app.state.sealer, chrono::Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     rotate(&app, &clock).await;
     let other = jinliu_server::secrets::MasterKey::from_hex(&"cd".repeat(32)).unwrap_or_else(|e| panic!("{e}"));
     let err = keyring::load(

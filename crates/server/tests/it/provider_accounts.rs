@@ -212,7 +212,7 @@ async fn bad_accounts_are_refused_with_a_stable_code_and_nothing_is_written() {
             None,
             json!({ "provider": "kpay" }),
             422,
-            "invalid_credentials",
+            "invalid_provider_credentials",
         ),
         (
             "livemode in the body",
@@ -339,7 +339,7 @@ async fn new_credentials_are_proven_usable_before_they_replace_the_old() {
     let refused = patch(&app, &a.id(), json!({ "credentials": bad })).await;
     assert_eq!(
         (refused.status, refused.code()),
-        (422, "invalid_credentials"),
+        (422, "invalid_provider_credentials"),
         "{:?}",
         refused.body
     );
@@ -357,4 +357,26 @@ async fn new_credentials_are_proven_usable_before_they_replace_the_old() {
         moved.body
     );
     assert_eq!(moved.data()["baseUrl"], "https://payment-stage.ecpay.com.tw");
+}
+
+#[tokio::test]
+async fn a_retried_creation_with_its_idempotency_key_makes_one_account() {
+    let app = spawn_app().await;
+    let body = json!({ "provider": "tpay", "credentials": creds("tpay"), "default": false });
+    let first = app
+        .post_with_key("/api/provider-accounts", "pa-retry-1", body.clone())
+        .await;
+    let again = app.post_with_key("/api/provider-accounts", "pa-retry-1", body).await;
+    assert_eq!((first.status, again.status), (201, 201), "{:?}", again.body);
+    assert!(again.replayed && again.id() == first.id(), "{:?}", again.body);
+    assert_eq!(first.data()["default"], false, "created as not the default, as asked");
+    let other = app
+        .post_with_key(
+            "/api/provider-accounts",
+            "pa-retry-1",
+            json!({ "provider": "kpay", "credentials": creds("kpay") }),
+        )
+        .await;
+    assert_eq!((other.status, other.code()), (422, "idempotency_key_reused"));
+    assert_eq!(all_rows(&app).await.len(), 1);
 }

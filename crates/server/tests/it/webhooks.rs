@@ -605,6 +605,7 @@ async fn live_endpoints_on_private_addresses_are_refused_for_ip_literals_and_for
             },
             16,
             app.state.clock.now(),
+            None,
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -941,4 +942,26 @@ async fn a_pending_message_of_an_endpoint_disabled_meanwhile_is_given_up_without
     assert_eq!(receiver.got().len(), 1, "nothing sent to a disabled endpoint");
     clock.advance(Duration::hours(1));
     assert_eq!(step(&app).await.attempts, 0, "and it is not claimed again");
+}
+
+#[tokio::test]
+async fn a_retried_endpoint_creation_makes_one_endpoint_and_its_replay_holds_no_secret() {
+    let app = crate::spawn_app().await;
+    let body = json!({ "url": "http://127.0.0.1:9/hook" });
+    let first = app
+        .post_with_key("/api/webhook-endpoints", "ep-retry-1", body.clone())
+        .await;
+    let again = app.post_with_key("/api/webhook-endpoints", "ep-retry-1", body).await;
+    assert_eq!((first.status, again.status), (201, 201), "{:?}", again.body);
+    assert!(first.data()["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")));
+    assert!(again.replayed && again.id() == first.id(), "{:?}", again.body);
+    assert!(
+        again.data().get("secret").is_none_or(|s| s.is_null()),
+        "{:?}",
+        again.body
+    );
+    assert_eq!(
+        app.get("/api/webhook-endpoints").await.data().as_array().map(Vec::len),
+        Some(1)
+    );
 }
