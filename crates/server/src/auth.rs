@@ -295,8 +295,18 @@ impl Auth {
         description: Option<String>,
         now: Timestamp,
     ) -> Result<(ApiKey, String), StoreError> {
-        self.issue_key_until(store, merchant, kind, livemode, permissions, description, None, now)
-            .await
+        self.issue_key_until(
+            store,
+            merchant,
+            kind,
+            livemode,
+            permissions,
+            description,
+            None,
+            now,
+            None,
+        )
+        .await
     }
 
     /// [`issue_key`](Auth::issue_key) with an expiry.
@@ -311,6 +321,7 @@ impl Auth {
         description: Option<String>,
         expires_at: Option<Timestamp>,
         now: Timestamp,
+        idem: Option<jinliu_store::IdemRequest<ApiKey>>,
     ) -> Result<(ApiKey, String), StoreError> {
         let text = new_api_key(kind, livemode);
         let prefix_len = kind.prefix(livemode).len() + 4;
@@ -326,7 +337,7 @@ impl Auth {
             revoked_at: None,
             created_at: now,
         };
-        store.create_api_key(&key, &self.hash(&text)).await?;
+        store.create_api_key(&key, &self.hash(&text), idem).await?;
         Ok((key, text))
     }
 

@@ -158,14 +158,19 @@ impl Store {
     }
 
     /// Stores a new key with the keyed hash of its text.
-    pub async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<(), StoreError> {
+    pub async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        key_hash: &str,
+        idem: Option<crate::IdemRequest<ApiKey>>,
+    ) -> Result<(), StoreError> {
         let spec = AuditSpec::new(
             "key.create",
             |k: &ApiKey| Some(AuditTarget::api_key(k)),
             AuditTarget::id_only("api_key", key.id.as_str()),
         );
         let (key, key_hash) = (key.clone(), key_hash.to_owned());
-        self.audited_txn(spec, move |txn| {
+        self.audited_txn_idem(spec, idem, move |txn| {
             Box::pin(async move {
                 api_keys::Entity::insert(api_keys::ActiveModel {
                     id: Set(key.id.to_string()),

@@ -557,10 +557,27 @@ impl Store {
     where
         F: for<'a> FnOnce(&'a DatabaseTransaction) -> TxFuture<'a, T>,
     {
+        self.audited_txn_idem(spec, None, f).await
+    }
+
+    /// [`audited_txn`](Store::audited_txn) that also keeps the request's idempotent answer: in
+    /// the change's own transaction on success, and in one of its own for a business refusal.
+    pub(crate) async fn audited_txn_idem<T, F>(
+        &self,
+        spec: AuditSpec<T>,
+        idem: Option<crate::IdemRequest<T>>,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> TxFuture<'a, T>,
+    {
         let txn = self.read().begin().await?;
         match f(&txn).await {
             Ok(v) => {
                 spec.record_success(&txn, &v).await?;
+                if let Some(idem) = idem {
+                    crate::idempotency::record_success(&txn, idem, &v).await?;
+                }
                 txn.commit().await?;
                 Ok(v)
             }
@@ -568,6 +585,11 @@ impl Store {
                 txn.rollback().await?;
                 if e.is_business() {
                     spec.record_refusal(self.read(), &e).await?;
+                    if let Some(idem) = idem {
+                        let txn = self.read().begin().await?;
+                        crate::idempotency::record_failure(&txn, idem, &e).await?;
+                        txn.commit().await?;
+                    }
                 }
                 Err(e)
             }

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 use super::dto::ok;
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated};
-use super::idempotency::respond;
+use super::extract::{ApiJson, Authenticated, IdempotencyKey};
+use super::idempotency::{self, respond};
 use crate::auth::Principal;
 use crate::state::AppState;
 
@@ -133,11 +133,13 @@ fn grantable(caller: &Principal, asked: Option<Vec<String>>) -> Result<Option<Ve
 
 /// Create an API key; its text is in this answer only.
 #[utoipa::path(post, path = "/api/keys", tag = "keys", request_body = CreateKeyBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer (without the key's text) for 24 h")),
     responses((status = 201, description = "The key, with `secret` (shown once)", body = KeyDto),
         (status = 403, description = "Granting a permission the caller lacks"), (status = 422, description = "Unknown kind or permission")))]
 pub async fn create(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
     body: ApiJson<CreateKeyBody>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -173,24 +175,46 @@ pub async fn create(
             ));
         }
     };
-    let (key, text) = app
-        .auth
-        .issue_key_until(
-            &app.store,
-            &caller.merchant_id,
-            kind,
-            caller.livemode,
-            permissions,
-            description,
-            expires_at,
-            now,
+    // A replay answers without the key's text: a stored answer never holds a secret.
+    let stored = |key: &ApiKey| {
+        ok(
+            201,
+            KeyDto::of(key, None),
+            Some("API key created; its text was in the first answer only (roll the key if it was lost)"),
         )
-        .await?;
-    Ok(respond(ok(
-        201,
-        KeyDto::of(&key, Some(text)),
-        Some("API key created; store it now, it is not shown again"),
-    )))
+    };
+    let scope = caller.scope();
+    Ok(idempotency::run(
+        &app,
+        &scope,
+        idempotency_key,
+        "POST /api/keys",
+        &body.raw,
+        |(key, text): &(ApiKey, String)| {
+            ok(
+                201,
+                KeyDto::of(key, Some(text.clone())),
+                Some("API key created; store it now, it is not shown again"),
+            )
+        },
+        |idem| async {
+            app.auth
+                .issue_key_until(
+                    &app.store,
+                    &caller.merchant_id,
+                    kind,
+                    caller.livemode,
+                    permissions,
+                    description,
+                    expires_at,
+                    now,
+                    idem.map(|c| c.request(true, stored)),
+                )
+                .await
+                .map_err(ApiError::from)
+        },
+    )
+    .await)
 }
 
 /// The merchant's keys in the caller's mode (without their text).
@@ -291,6 +315,7 @@ pub async fn roll(
             old.description.clone(),
             old.expires_at,
             now,
+            None,
         )
         .await?;
     app.store

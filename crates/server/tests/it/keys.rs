@@ -188,3 +188,23 @@ async fn a_key_manager_cannot_revoke_or_roll_a_more_powerful_key() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_retried_key_creation_makes_one_key_and_its_replay_holds_no_text() {
+    let app = spawn_app().await;
+    let before = app.get("/api/keys").await.data().as_array().map(Vec::len).unwrap_or(0);
+    let body = json!({ "description": "retried" });
+    let first = app.post_with_key("/api/keys", "key-retry-1", body.clone()).await;
+    let again = app.post_with_key("/api/keys", "key-retry-1", body).await;
+    assert_eq!((first.status, again.status), (201, 201), "{:?}", again.body);
+    let secret = first.data()["secret"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("jl_sk_test_"));
+    assert!(again.replayed && again.id() == first.id(), "{:?}", again.body);
+    assert!(!again.text.contains(&secret), "the replay never holds the key's text");
+    let after = app.get("/api/keys").await.data().as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(after, before + 1, "one key was made");
+    let other = app
+        .post_with_key("/api/keys", "key-retry-1", json!({ "description": "another" }))
+        .await;
+    assert_eq!((other.status, other.code()), (422, "idempotency_key_reused"));
+}
