@@ -277,7 +277,8 @@ pub fn adapter_with(
     account: ProviderAccount,
     resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
 ) -> Result<Arc<dyn PaymentProvider>, account::AccountError> {
-    let out = Outbound::with_resolver(account.provider.clone(), account.policy.clone(), resolver);
+    let out =
+        Outbound::with_resolver(account.provider.clone(), account.policy.clone(), resolver).for_account(&account.id);
     Ok(match account.provider.as_str() {
         "kpay" => Arc::new(kpay::KPay::new(account, out)?),
         "tpay" => Arc::new(tpay::TPay::new(account, out)?),

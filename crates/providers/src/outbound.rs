@@ -88,6 +88,9 @@ struct Breaker {
 #[derive(Debug)]
 pub struct Outbound {
     provider: String,
+    /// The account the calls are made for (in log lines; the metric keeps the provider only, so
+    /// its label set stays small).
+    account: String,
     policy: CallPolicy,
     http: reqwest::Client,
     breaker: Mutex<Breaker>,
@@ -119,10 +122,17 @@ impl Outbound {
             .unwrap_or_else(|_| reqwest::Client::new());
         Outbound {
             provider: provider.into(),
+            account: String::new(),
             policy,
             http,
             breaker: Mutex::new(Breaker::default()),
         }
+    }
+
+    /// Names the account in this client's log lines.
+    pub fn for_account(mut self, account: impl Into<String>) -> Outbound {
+        self.account = account.into();
+        self
     }
 
     /// The policy in force.
@@ -170,13 +180,13 @@ impl Outbound {
                 Ok(reply) => {
                     self.succeeded();
                     self.record(op, "ok", elapsed);
-                    tracing::debug!(provider = %self.provider, op, status = reply.status, ms = elapsed.as_millis() as u64, "provider call");
+                    tracing::debug!(provider = %self.provider, account = %self.account, op, status = reply.status, ms = elapsed.as_millis() as u64, "provider call");
                     return Ok(reply);
                 }
                 Err(reason) => {
                     self.failed();
                     self.record(op, "error", elapsed);
-                    tracing::warn!(provider = %self.provider, op, attempt, %reason, ms = elapsed.as_millis() as u64, "provider call failed");
+                    tracing::warn!(provider = %self.provider, account = %self.account, op, attempt, %reason, ms = elapsed.as_millis() as u64, "provider call failed");
                     last = reason;
                 }
             }
