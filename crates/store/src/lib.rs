@@ -167,18 +167,14 @@ impl Store {
             }
         };
         let writer = writer::Writer::start(write, backend, writers, config.max_batch.max(1));
-        let store = Store {
+        Ok(Store {
             inner: Arc::new(Inner {
                 backend,
                 read,
                 writer,
                 sync_delay_ms: config.sync_delay_ms,
             }),
-        };
-        if backend == Backend::Sqlite {
-            tokio::spawn(checkpoint_wal(Arc::downgrade(&store.inner)));
-        }
-        Ok(store)
+        })
     }
 
     /// Applies every pending migration.
@@ -228,30 +224,6 @@ impl Store {
     }
 }
 
-/// How often the WAL is checkpointed (SQLite). Between two passes the WAL grows by what the
-/// writer commits in that time, a few MB at most at the benchmark's rates.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Copies the SQLite WAL into the database file every [`CHECKPOINT_INTERVAL`], on a read-pool
-/// connection, until the store is dropped. SQLite's automatic checkpoint is off on every
-/// connection (`wal_autocheckpoint=0`, see [`sqlite_options`]) because it runs inside the commit
-/// of whichever connection crosses the threshold, which is nearly always the group-commit
-/// writer: it stalled every batch behind it for the checkpoint's writes and fsyncs. A `PASSIVE`
-/// checkpoint runs beside the writer (it takes no write lock and waits for nobody) and copies
-/// what no reader still needs; the WAL restarts from the beginning once all of it was copied.
-/// Durability is unchanged: a transaction is durable once its WAL frames are synced at commit.
-async fn checkpoint_wal(store: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = store.upgrade() else { return };
-        if let Err(e) = inner.read.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-    }
-}
-
 fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     let sync = synchronous.to_owned();
@@ -271,8 +243,6 @@ fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOpti
                 .busy_timeout(Duration::from_secs(10))
                 .create_if_missing(true)
                 .foreign_keys(true)
-                // Checkpoints run off the write path (`checkpoint_wal`).
-                .pragma("wal_autocheckpoint", "0")
                 // The writer's savepoint journal (the pages each unit changes, kept so that the
                 // unit can be rolled back alone) stays in memory instead of spilling to a temp
                 // file; it is never needed after the transaction, so this costs no durability.
