@@ -1,8 +1,9 @@
 //! The audit log: one row per mutation, written in the mutation's own transaction, then chained
 //! by a single sealer so that any later edit, deletion, reordering or truncation shows.
 //!
-//! Writing a row costs one INSERT in a transaction that is being committed anyway; nothing on the
-//! write path waits for a counter or a lock. The chain is built afterwards: the sealer (one node
+//! Writing a row costs a share of one multi-row INSERT per group commit (the writer writes the
+//! rows of a whole batch together) in a transaction that is being committed anyway; nothing on
+//! the write path waits for a counter or a lock. The chain is built afterwards: the sealer (one node
 //! at a time, by lease) numbers committed rows (`seq`) and gives each a MAC over its fields and the
 //! previous row's MAC, under a key that is not in the database. `verify_audit` walks the chain and
 //! compares it with checkpoints (`seq`, head MAC) the server writes outside the database, which
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use jinliu_domain::{AuditActor, AuditContext, AuditId, AuditTarget, Timestamp};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -31,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entity::{audit_log, worker_leases};
 use crate::error::is_unique_violation;
+use crate::persist::INSERT_CHUNK;
 use crate::writer::TxFuture;
 use crate::{Store, StoreError};
 
@@ -78,18 +80,28 @@ impl<T> AuditSpec<T> {
         }
     }
 
+    /// The row for a unit that succeeded.
+    pub(crate) fn success_row(&self, value: &T) -> audit_log::ActiveModel {
+        match (self.target)(value) {
+            Some(t) => row(&self.ctx, self.action, &t, "ok"),
+            None => row(&self.ctx, self.action, &self.hint, "no_change"),
+        }
+    }
+
+    /// The row for a unit the business rules refused.
+    pub(crate) fn refusal_row(&self, e: &StoreError) -> audit_log::ActiveModel {
+        let outcome = format!("refused:{}", e.audit_code());
+        row(&self.ctx, self.action, &self.hint, &outcome)
+    }
+
     /// Appends the row for a unit that succeeded.
     pub(crate) async fn record_success<C: ConnectionTrait>(&self, conn: &C, value: &T) -> Result<(), StoreError> {
-        match (self.target)(value) {
-            Some(t) => append(conn, &self.ctx, self.action, &t, "ok").await,
-            None => append(conn, &self.ctx, self.action, &self.hint, "no_change").await,
-        }
+        insert_rows(conn, vec![self.success_row(value)]).await
     }
 
     /// Appends the row for a unit the business rules refused.
     pub(crate) async fn record_refusal<C: ConnectionTrait>(&self, conn: &C, e: &StoreError) -> Result<(), StoreError> {
-        let outcome = format!("refused:{}", e.audit_code());
-        append(conn, &self.ctx, self.action, &self.hint, &outcome).await
+        insert_rows(conn, vec![self.refusal_row(e)]).await
     }
 }
 
@@ -101,10 +113,31 @@ pub(crate) async fn append<C: ConnectionTrait>(
     target: &AuditTarget,
     outcome: &str,
 ) -> Result<(), StoreError> {
+    insert_rows(conn, vec![row(ctx, action, target, outcome)]).await
+}
+
+/// Inserts unsealed rows in `conn`'s transaction, [`INSERT_CHUNK`] per statement (the
+/// group-commit writer writes the rows of a whole batch at once).
+pub(crate) async fn insert_rows<C: ConnectionTrait>(
+    conn: &C,
+    mut rows: Vec<audit_log::ActiveModel>,
+) -> Result<(), StoreError> {
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        audit_log::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+        rows = rest;
+    }
+    Ok(())
+}
+
+/// One unsealed row, timed now.
+fn row(ctx: &AuditContext, action: &str, target: &AuditTarget, outcome: &str) -> audit_log::ActiveModel {
     let detail = target.detail.to_string();
     let digest = hex::encode(Sha256::digest(detail.as_bytes()));
     let merchant = target.merchant_id.as_ref().or(ctx.merchant_id.as_ref());
-    audit_log::Entity::insert(audit_log::ActiveModel {
+    audit_log::ActiveModel {
         id: Set(AuditId::generate().to_string()),
         seq: Set(None),
         mac: Set(None),
@@ -122,10 +155,7 @@ pub(crate) async fn append<C: ConnectionTrait>(
         request_id: Set(ctx.request_id.as_deref().map(|s| cut(s, 64))),
         ip: Set(ctx.ip.as_deref().map(|s| cut(s, 64))),
         user_agent: Set(ctx.user_agent.as_deref().map(|s| cut(s, 200))),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    }
 }
 
 fn cut(s: &str, max_chars: usize) -> String {
@@ -281,6 +311,9 @@ pub struct AuditProblem {
 
 const SEALER_LEASE: &str = "audit_sealer";
 
+/// Rows chained per UPDATE statement (three bound values a row, plus the id list).
+const SEAL_CHUNK: usize = 200;
+
 impl Store {
     /// One sealer pass: takes or renews the sealer lease for `owner`, then chains up to `max`
     /// committed unsealed rows, in one transaction. Another node holding the lease → nothing done.
@@ -314,19 +347,32 @@ impl Store {
             .all(&txn)
             .await?;
         let sealed = rows.len();
+        let mut chained = Vec::with_capacity(sealed);
         for row in rows {
             let entry = AuditEntry::from(row);
             seq += 1;
             let mac = chain_mac(key, &prev, seq, &entry);
+            prev = mac.clone();
+            chained.push((entry.id, seq, mac));
+        }
+        // One UPDATE per chunk rather than per row: the pass holds the database's write lock
+        // (on SQLite, the one the group-commit writer needs) for a few statements, not a
+        // thousand.
+        for chunk in chained.chunks(SEAL_CHUNK) {
+            let (mut seqs, mut macs) = (CaseStatement::new(), CaseStatement::new());
+            for (id, seq, mac) in chunk {
+                seqs = seqs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(*seq));
+                macs = macs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(mac.clone()));
+            }
             let res = audit_log::Entity::update_many()
-                .col_expr(audit_log::Column::Seq, Expr::value(seq))
-                .col_expr(audit_log::Column::Mac, Expr::value(mac.clone()))
-                .filter(audit_log::Column::Id.eq(entry.id.as_str()))
+                .col_expr(audit_log::Column::Seq, seqs.into())
+                .col_expr(audit_log::Column::Mac, macs.into())
+                .filter(audit_log::Column::Id.is_in(chunk.iter().map(|(id, _, _)| id.as_str())))
                 .filter(audit_log::Column::Seq.is_null())
                 .exec(&txn)
                 .await;
             match res {
-                Ok(r) if r.rows_affected == 1 => {}
+                Ok(r) if r.rows_affected == chunk.len() as u64 => {}
                 // Another sealer (whose lease ran out under it) got there first: give up this
                 // pass; the next one starts from the new head.
                 Ok(_) => {
@@ -345,7 +391,6 @@ impl Store {
                 }
                 Err(e) => return Err(e.into()),
             }
-            prev = mac;
         }
         txn.commit().await?;
         Ok(SealPass {

@@ -10,7 +10,7 @@ use crate::entity::orders;
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::payments::load_attempts;
-use crate::persist::{insert_events, update_order, update_payment};
+use crate::persist::{record_events, update_order, update_payment};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
 
@@ -125,7 +125,7 @@ impl Store {
                     Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
                     Err(e) => return Err(e.into()),
                 }
-                insert_events(txn, sink, &order.merchant_id, order.livemode, &[event], now).await?;
+                record_events(sink, &order.merchant_id, order.livemode, &[event], now);
                 Ok(order)
             })
         });
@@ -166,7 +166,7 @@ impl Store {
                         update_payment(txn, p, v).await?;
                     }
                 }
-                insert_events(txn, sink, &order.merchant_id, order.livemode, &events, now).await?;
+                record_events(sink, &order.merchant_id, order.livemode, &events, now);
                 Ok(order)
             })
         });

@@ -10,7 +10,7 @@ use crate::entity::{payments, provider_notifications};
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
-use crate::persist::{insert_events, update_order, update_payment};
+use crate::persist::{claim_order, record_events, update_order, update_payment};
 use crate::sync::{SyncKind, schedule};
 use crate::writer::{EventSink, work};
 use crate::{Scope, Store, StoreError};
@@ -115,7 +115,7 @@ async fn apply_change<C: ConnectionTrait>(
     if payment.version != payment_version {
         update_payment(txn, &payment, payment_version).await?;
     }
-    insert_events(txn, sink, &payment.merchant_id, payment.livemode, &events, now).await?;
+    record_events(sink, &payment.merchant_id, payment.livemode, &events, now);
     Ok(payment)
 }
 
@@ -146,14 +146,12 @@ impl Store {
         let w = work(move |txn, sink| {
             let (scope, payment) = (scope.clone(), payment.clone());
             Box::pin(async move {
-                let mut order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
+                let order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
                 let event = new_attempt(&order, &payment)?;
                 // Claim the order: a unit that completes or cancels another attempt of it in a
                 // concurrent batch (another writer, another node) then conflicts and re-reads,
                 // instead of both committing and leaving a payable attempt on a paid order.
-                let order_version = order.version;
-                order.version += 1;
-                update_order(txn, &order, order_version).await?;
+                claim_order(txn, &order.id, order.version).await?;
                 match payments::Entity::insert(payment_to_row(&payment))
                     .exec_without_returning(txn)
                     .await
@@ -165,15 +163,13 @@ impl Store {
                     }
                     Err(e) => return Err(e.into()),
                 }
-                insert_events(
-                    txn,
+                record_events(
                     sink,
                     &payment.merchant_id,
                     payment.livemode,
                     &[event],
                     payment.created_at,
-                )
-                .await?;
+                );
                 schedule(
                     txn,
                     payment.id.as_str(),

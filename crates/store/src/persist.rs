@@ -1,7 +1,8 @@
 //! Writes shared by the units of work: compare-and-set updates and outbox inserts.
 
-use jinliu_domain::{EventDraft, EventId, MerchantId, Order, Payment, Refund, Timestamp};
+use jinliu_domain::{EventDraft, EventId, MerchantId, Order, OrderId, Payment, Refund, Timestamp};
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::convert::{ms, order_to_row, payment_to_row, refund_to_row};
@@ -9,48 +10,55 @@ use crate::entity::{events, orders, payments, refunds};
 use crate::writer::EventSink;
 use crate::{OutboxEvent, StoreError};
 
-/// Writes the outbox rows for `drafts`, in order, with ids that sort in that order, and records
-/// them in the unit's sink so the writer publishes them once committed.
-pub(crate) async fn insert_events<C: ConnectionTrait>(
-    conn: &C,
+/// Renders the outbox rows for `drafts`, in order, with ids that sort in that order, and records
+/// them in the unit's sink. The writer inserts the rows of every unit that succeeded at the end
+/// of the batch, in one multi-row INSERT inside the same transaction (see [`insert_outbox`]), and
+/// publishes them once committed; a unit rolled back to its savepoint writes none.
+pub(crate) fn record_events(
     sink: &EventSink,
     merchant: &MerchantId,
     livemode: bool,
     drafts: &[EventDraft],
     now: Timestamp,
-) -> Result<(), StoreError> {
+) {
     if drafts.is_empty() {
-        return Ok(());
+        return;
     }
-    let written: Vec<OutboxEvent> = drafts
-        .iter()
-        .map(|d| {
-            let id = EventId::generate();
-            OutboxEvent {
-                payload: d.render(&id, now, livemode),
-                id: id.to_string(),
-                merchant_id: merchant.clone(),
-                livemode,
-                event_type: d.event_type.as_str().to_owned(),
-                object_id: d.object_id.clone(),
-                object_version: d.version,
-                created_at: now,
-            }
-        })
-        .collect();
-    let rows = written.iter().map(|e| events::ActiveModel {
-        id: Set(e.id.clone()),
-        merchant_id: Set(e.merchant_id.to_string()),
-        livemode: Set(e.livemode),
-        event_type: Set(e.event_type.clone()),
-        object_id: Set(e.object_id.clone()),
-        object_version: Set(e.object_version),
-        payload: Set(e.payload.clone()),
-        created_at: Set(ms(now)),
-        webhooks_dispatched: Set(false),
-    });
-    events::Entity::insert_many(rows).exec_without_returning(conn).await?;
-    sink.record(written);
+    sink.record(drafts.iter().map(|d| {
+        let id = EventId::generate();
+        OutboxEvent {
+            payload: d.render(&id, now, livemode),
+            id: id.to_string(),
+            merchant_id: merchant.clone(),
+            livemode,
+            event_type: d.event_type.as_str().to_owned(),
+            object_id: d.object_id.clone(),
+            object_version: d.version,
+            created_at: now,
+        }
+    }));
+}
+
+/// Rows per multi-row INSERT: far below every backend's bound-parameter limit (SQLite 32,766,
+/// PostgreSQL and MySQL 65,535) for the widest deferred row (17 audit columns).
+pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// Inserts outbox rows, [`INSERT_CHUNK`] per statement.
+pub(crate) async fn insert_outbox<C: ConnectionTrait>(conn: &C, written: &[OutboxEvent]) -> Result<(), StoreError> {
+    for chunk in written.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|e| events::ActiveModel {
+            id: Set(e.id.clone()),
+            merchant_id: Set(e.merchant_id.to_string()),
+            livemode: Set(e.livemode),
+            event_type: Set(e.event_type.clone()),
+            object_id: Set(e.object_id.clone()),
+            object_version: Set(e.object_version),
+            payload: Set(e.payload.clone()),
+            created_at: Set(ms(e.created_at)),
+            webhooks_dispatched: Set(false),
+        });
+        events::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    }
     Ok(())
 }
 
@@ -91,6 +99,26 @@ pub(crate) async fn update_order<C: ConnectionTrait>(
         (orders::Column::Version, expected_version),
     );
     compare_and_set(conn, order_to_row(o), id, version).await
+}
+
+/// Claims an order for a new payment attempt: bumps its version from `expected_version`, and
+/// changes nothing else (the one-column form of [`update_order`] for that case).
+pub(crate) async fn claim_order<C: ConnectionTrait>(
+    conn: &C,
+    id: &OrderId,
+    expected_version: i64,
+) -> Result<(), StoreError> {
+    let res = orders::Entity::update_many()
+        .col_expr(orders::Column::Version, Expr::value(expected_version + 1))
+        .filter(orders::Column::Id.eq(id.as_str()))
+        .filter(orders::Column::Version.eq(expected_version))
+        .exec(conn)
+        .await?;
+    if res.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
 }
 
 /// Updates a payment only if nobody changed it since it was read at `expected_version`.

@@ -12,7 +12,7 @@ use crate::error::found;
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::payments::load_payment;
-use crate::persist::{insert_events, update_order, update_payment, update_refund};
+use crate::persist::{record_events, update_order, update_payment, update_refund};
 use crate::sync::{REQUEST_LEASE_MS, REQUEST_LEASE_OWNER, SyncKind, finish, schedule};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
@@ -76,7 +76,7 @@ impl Store {
                 refunds::Entity::insert(refund_to_row(&refund))
                     .exec_without_returning(txn)
                     .await?;
-                insert_events(txn, sink, &refund.merchant_id, refund.livemode, &[event], now).await?;
+                record_events(sink, &refund.merchant_id, refund.livemode, &[event], now);
                 // The request that started the refund holds the job's lease while it talks to the
                 // provider; status sync takes over only when that request gives up (it releases
                 // the lease) or its node dies (the lease expires).
@@ -121,7 +121,7 @@ impl Store {
                 if order.version != ov {
                     update_order(txn, &order, ov).await?;
                 }
-                insert_events(txn, sink, &refund.merchant_id, refund.livemode, &events, now).await?;
+                record_events(sink, &refund.merchant_id, refund.livemode, &events, now);
                 finish(txn, refund.id.as_str()).await?;
                 Ok(refund)
             })

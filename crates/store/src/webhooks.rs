@@ -25,7 +25,7 @@ use sea_orm::{
 use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
 use crate::entity::{events, merchants, webhook_attempts, webhook_endpoints, webhook_messages, worker_leases};
-use crate::persist::insert_events;
+use crate::persist::record_events;
 use crate::writer::work;
 use crate::{Page, Scope, Store, StoreError};
 
@@ -682,7 +682,7 @@ impl Store {
                                 && e.status == EndpointStatus::Enabled
                             {
                                 let event = endpoint_disabled_event(&e, &reason, now);
-                                insert_events(txn, sink, &e.merchant_id, e.livemode, &[event], now).await?;
+                                record_events(sink, &e.merchant_id, e.livemode, &[event], now);
                                 e.status = EndpointStatus::Disabled;
                                 e.disabled_reason = Some(reason.clone());
                                 disabled = Some(reason);

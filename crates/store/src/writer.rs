@@ -1,23 +1,29 @@
 //! The group-commit writer.
 //!
 //! Every unit of work is queued here. A writer task takes whatever is queued (up to
-//! `max_batch`), opens one transaction, runs each unit in its own savepoint, commits once and
-//! then answers every caller. Under load this turns N fsyncs into one, which is what lets a
-//! durable (`synchronous=FULL`) SQLite take thousands of payments a second; with a single request
-//! in the queue it is an ordinary transaction with no added wait (there is no timer).
+//! `max_batch`), opens one transaction, runs each unit in its own savepoint, writes the outbox
+//! and audit rows of the whole batch in one multi-row INSERT each, commits once and then answers
+//! every caller. Under load this turns N fsyncs into one, which is what lets a durable
+//! (`synchronous=FULL`) SQLite take thousands of payments a second; with a single request in the
+//! queue it is an ordinary transaction with no added wait (there is no timer).
 //!
 //! Callers are answered only after the commit, so nobody ever sees a success that a crash could
 //! take back. A unit that fails is rolled back to its savepoint and does not affect the others.
 //!
-//! After a commit the writer publishes the outbox rows (`events`) of the units that succeeded on
-//! a broadcast channel ([`crate::Store::subscribe_events`]). Each unit gets its own
-//! [`EventSink`], passed to it explicitly beside its savepoint: the outbox insert records what it
-//! wrote there, and the writer — which alone knows whether the savepoint was released and the
-//! batch committed — keeps the sink of a released savepoint and publishes it only after the
-//! commit. A retried attempt starts with a fresh sink, and a unit rolled back to its savepoint or
-//! a batch whose commit failed publishes nothing. The sink is an argument rather than a task-local
-//! or a shared map so that a unit cannot write events the writer does not see, and no state lives
-//! outside the writer.
+//! A unit does not write its outbox rows (`events`) itself: it renders them into its own
+//! [`EventSink`], passed to it explicitly beside the transaction. The writer — which alone knows
+//! whether the unit succeeded or was rolled back to its savepoint — keeps the sink of a unit that
+//! succeeded, inserts the kept rows of the whole batch before the commit and publishes them on a
+//! broadcast channel ([`crate::Store::subscribe_events`]) after it. A retried attempt starts with a
+//! fresh sink, and a unit rolled back to its savepoint or a batch whose commit failed publishes
+//! nothing. The audit row of each unit (its success or its refusal) is kept and written the same
+//! way. The sink is an argument rather than a task-local or a shared map so that a unit cannot
+//! write events the writer does not see, and no state lives outside the writer.
+//!
+//! Statements are what a unit costs here (each is a round trip to the driver, and on SQLite a
+//! hop to the connection's thread), so the writer issues as few as it can: one `SAVEPOINT` per
+//! unit and no `RELEASE` (see [`WriterLoop::run_batch`]), and the per-unit outbox and audit rows
+//! folded into two statements per batch.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -27,20 +33,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::FutureExt;
 use sea_orm::{
-    AccessMode, DatabaseConnection, DatabaseTransaction, IsolationLevel, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, IsolationLevel, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
-use crate::audit::AuditSpec;
+use crate::audit::{self, AuditSpec};
+use crate::entity::audit_log;
 use crate::idempotency::{self, IdemRequest};
-use crate::{Backend, OutboxEvent, StoreError};
+use crate::{Backend, OutboxEvent, StoreError, persist};
 
-/// The future a unit of work returns; it borrows the savepoint it runs in and its event sink.
+/// The future a unit of work returns; it borrows the batch's transaction and its event sink.
 pub(crate) type TxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A unit of work: may run more than once (after a conflict), always in a fresh savepoint with a
-/// fresh [`EventSink`].
+/// A unit of work: may run more than once (after a conflict), always inside its own savepoint of
+/// the batch's transaction (rolled back before a retry) and with a fresh [`EventSink`]. It must
+/// not commit or roll back that transaction; it may open nested savepoints of its own.
 pub(crate) type Work<T> = Box<dyn for<'a> Fn(&'a DatabaseTransaction, &'a EventSink) -> TxFuture<'a, T> + Send + Sync>;
 
 /// Helps type inference turn a closure into a [`Work`].
@@ -51,10 +59,10 @@ where
     Box::new(f)
 }
 
-/// The outbox rows one attempt of a unit of work wrote, in order. Filled by
-/// `persist::insert_events`; read by the writer after the commit. Write events only on the
-/// unit's own savepoint (not on a nested savepoint the unit may roll back on its own), since the
-/// sink records what the unit wrote, not what survived inside it.
+/// The outbox rows one attempt of a unit of work produced, in order. Filled by
+/// `persist::record_events`; written and then published by the writer. Record events only for
+/// what the unit keeps (not for work inside a nested savepoint the unit may roll back on its
+/// own), since the sink records what the unit produced, not what survived inside it.
 #[derive(Debug, Default)]
 pub(crate) struct EventSink(std::sync::Mutex<Vec<OutboxEvent>>);
 
@@ -81,12 +89,21 @@ const MAX_ATTEMPTS: usize = 5;
 
 #[async_trait::async_trait]
 trait Job: Send {
-    async fn run(&mut self, txn: &DatabaseTransaction);
+    /// Runs the unit inside the batch's transaction; the writer has just set `savepoint`.
+    async fn run(&mut self, txn: &DatabaseTransaction, savepoint: &str);
     /// The database rolled back the whole transaction while this unit ran.
     fn aborted_transaction(&self) -> bool;
-    /// The events of the unit's released savepoint, if it succeeded (asked only after a commit).
-    fn take_events(&mut self) -> Vec<OutboxEvent>;
+    /// Moves the rows this unit leaves for the end of the batch into `rows`: the outbox rows of a
+    /// unit that succeeded, and its audit row (success or refusal).
+    fn take_rows(&mut self, rows: &mut BatchRows);
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+/// What the units of a batch leave to be written once, together, before the commit.
+#[derive(Default)]
+struct BatchRows {
+    events: Vec<OutboxEvent>,
+    audit: Vec<audit_log::ActiveModel>,
 }
 
 struct UnitJob<T> {
@@ -95,43 +112,44 @@ struct UnitJob<T> {
     audit: Option<AuditSpec<T>>,
     outcome: Option<Result<T, StoreError>>,
     events: Vec<OutboxEvent>,
+    audit_row: Option<audit_log::ActiveModel>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+/// Undoes what the current unit wrote since its savepoint. The savepoint stays set (on SQLite,
+/// PostgreSQL and MySQL alike), so a retried attempt runs inside it again.
+async fn rollback_to(txn: &DatabaseTransaction, savepoint: &str) -> Result<(), StoreError> {
+    txn.execute_unprepared(&format!("ROLLBACK TO SAVEPOINT {savepoint}"))
+        .await
+        .map(|_| ())
+        .map_err(|_| StoreError::TransactionAborted)
 }
 
 #[async_trait::async_trait]
 impl<T: Send + Sync + 'static> Job for UnitJob<T> {
-    async fn run(&mut self, txn: &DatabaseTransaction) {
-        // When SAVEPOINT, RELEASE or ROLLBACK TO itself fails, the connection or the transaction
-        // is gone, and SeaORM's clean-up may already have rolled back the whole batch: nothing
-        // of this batch can be reported as done. `TransactionAborted` makes the writer abort it.
+    async fn run(&mut self, txn: &DatabaseTransaction, savepoint: &str) {
+        // When ROLLBACK TO itself fails, the connection or the transaction is gone: nothing of
+        // this batch can be reported as done. `TransactionAborted` makes the writer abort it.
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let Ok(sp) = txn.begin().await else {
-                break Err(StoreError::TransactionAborted);
-            };
             let sink = EventSink::default();
-            match (self.work)(&sp, &sink).await {
+            match (self.work)(txn, &sink).await {
                 Ok(value) => {
                     let recorded = match self.idem.take() {
-                        Some(idem) => idempotency::record_success(&sp, idem, &value).await,
+                        Some(idem) => idempotency::record_success(txn, idem, &value).await,
                         None => Ok(()),
                     };
-                    // The audit row commits or rolls back with the change it describes.
-                    let recorded = match (recorded, &self.audit) {
-                        (Ok(()), Some(audit)) => audit.record_success(&sp, &value).await,
-                        (other, _) => other,
-                    };
                     match recorded {
-                        Ok(()) => match sp.commit().await {
-                            Ok(()) => {
-                                self.events = sink.take();
-                                break Ok(value);
-                            }
-                            Err(_) => break Err(StoreError::TransactionAborted),
-                        },
+                        Ok(()) => {
+                            self.events = sink.take();
+                            // The audit row commits or rolls back with the change it describes:
+                            // it is written in this batch's transaction, before its commit.
+                            self.audit_row = self.audit.as_ref().map(|audit| audit.success_row(&value));
+                            break Ok(value);
+                        }
                         Err(e) => {
-                            if sp.rollback().await.is_err() {
+                            if rollback_to(txn, savepoint).await.is_err() {
                                 break Err(StoreError::TransactionAborted);
                             }
                             break Err(e);
@@ -139,7 +157,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     }
                 }
                 Err(e) => {
-                    if sp.rollback().await.is_err() {
+                    if rollback_to(txn, savepoint).await.is_err() {
                         break Err(StoreError::TransactionAborted);
                     }
                     if e.is_retryable() && attempt < MAX_ATTEMPTS {
@@ -148,13 +166,9 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     if e.is_business()
                         && let Some(audit) = &self.audit
                     {
-                        // A refusal is recorded too (outcome `refused:…`), outside the rolled-back
-                        // savepoint, in the batch's transaction.
-                        match audit.record_refusal(txn, &e).await {
-                            Ok(()) => {}
-                            Err(StoreError::TransactionAborted) => break Err(StoreError::TransactionAborted),
-                            Err(store_err) => tracing::warn!(error = %store_err, "could not audit a refusal"),
-                        }
+                        // A refusal is recorded too (outcome `refused:…`); its row is written
+                        // with the batch's, outside what was rolled back.
+                        self.audit_row = Some(audit.refusal_row(&e));
                     }
                     if let Some(idem) = self.idem.take() {
                         // A business refusal is the request's answer and is kept with its key.
@@ -181,10 +195,12 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         matches!(self.outcome, Some(Err(StoreError::TransactionAborted)))
     }
 
-    fn take_events(&mut self) -> Vec<OutboxEvent> {
-        match self.outcome {
-            Some(Ok(_)) => std::mem::take(&mut self.events),
-            _ => Vec::new(),
+    fn take_rows(&mut self, rows: &mut BatchRows) {
+        if let Some(Ok(_)) = self.outcome {
+            rows.events.append(&mut self.events);
+        }
+        if self.outcome.is_some() {
+            rows.audit.extend(self.audit_row.take());
         }
     }
 
@@ -289,6 +305,7 @@ impl Writer {
             audit,
             outcome: None,
             events: Vec::new(),
+            audit_row: None,
             reply,
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
@@ -351,12 +368,29 @@ impl WriterLoop {
                 return;
             }
         };
-        for job in batch.iter_mut() {
-            // A panic in one unit must not take the writer (and every later request) with it.
-            if AssertUnwindSafe(job.run(&txn)).catch_unwind().await.is_err() {
-                tracing::error!("a unit of work panicked; it is answered with an error");
-            }
-            if job.aborted_transaction() {
+        for (i, job) in batch.iter_mut().enumerate() {
+            // Each unit gets a savepoint of its own, set here and never released: a unit that
+            // fails rolls back to it, and a later unit's savepoint nests inside it, so rolling
+            // that one back cannot touch this unit's rows. Releasing it would cost one more
+            // statement per unit and change nothing of what commits.
+            let savepoint = format!("jl_unit_{i}");
+            let set = txn.execute_unprepared(&format!("SAVEPOINT {savepoint}")).await;
+            let aborted = match set {
+                Err(_) => true,
+                Ok(_) => {
+                    // A panic in one unit must not take the writer (and every later request)
+                    // with it; what it wrote is rolled back to its savepoint.
+                    let panicked = AssertUnwindSafe(job.run(&txn, &savepoint))
+                        .catch_unwind()
+                        .await
+                        .is_err();
+                    if panicked {
+                        tracing::error!("a unit of work panicked; it is answered with an error");
+                    }
+                    job.aborted_transaction() || (panicked && rollback_to(&txn, &savepoint).await.is_err())
+                }
+            };
+            if aborted {
                 // Everything before this unit was rolled back with it: nobody in this batch may
                 // be told "done". They all get a retryable error and nothing is committed.
                 tracing::warn!(units = batch.len(), "the database rolled back the shared transaction");
@@ -367,18 +401,33 @@ impl WriterLoop {
                 return;
             }
         }
-        let commit = txn.commit().await.map_err(StoreError::from);
+        // The outbox and audit rows of the whole batch: one multi-row INSERT each instead of one
+        // per unit. Their ids are fresh and the tables have no foreign keys, so they fail only
+        // when the transaction itself does; such a failure is handled like a failed commit.
+        let mut rows = BatchRows::default();
+        for job in batch.iter_mut() {
+            job.take_rows(&mut rows);
+        }
+        let written = match persist::insert_outbox(&txn, &rows.events).await {
+            Ok(()) => audit::insert_rows(&txn, rows.audit).await,
+            Err(e) => Err(e),
+        };
+        let commit = match written {
+            Ok(()) => txn.commit().await.map_err(StoreError::from),
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(e)
+            }
+        };
         match &commit {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 // Published before the callers are answered, so whoever reacts to an answer and
                 // then subscribes has not missed this batch's events through the feed's own
                 // lag; nobody can see them before they are durable.
-                for job in batch.iter_mut() {
-                    for event in job.take_events() {
-                        // An error only means nobody is subscribed right now.
-                        let _ = self.events.send(event);
-                    }
+                for event in rows.events {
+                    // An error only means nobody is subscribed right now.
+                    let _ = self.events.send(event);
                 }
             }
             Err(e) => tracing::error!(error = %e, units = batch.len(), "group commit failed"),

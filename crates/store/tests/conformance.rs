@@ -68,6 +68,7 @@ conformance!(
     the_event_feed_publishes_exactly_the_committed_outbox_rows,
     finished_webhook_messages_are_purged_after_their_retention_but_pending_ones_stay,
     provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_their_scope,
+    hundreds_of_units_in_shared_commits_keep_their_events_and_audit_rows_and_seal_in_one_pass,
 );
 
 fn scope() -> Scope {
@@ -1073,6 +1074,45 @@ async fn one_node_at_a_time_seals_the_audit_log(store: Store, url: String) {
     assert!(b.leader && b.sealed == 3, "node B takes over an expired lease: {b:?}");
     let r = verify(&store, &[]).await;
     assert_eq!((r.checked, r.problem), (6, None));
+}
+
+/// More units than one sealer statement chains, sharing commits: every order keeps its event and
+/// its audit row (written once per batch), and one seal pass chains them all, over several
+/// UPDATE statements, into a chain that verifies.
+async fn hundreds_of_units_in_shared_commits_keep_their_events_and_audit_rows_and_seal_in_one_pass(
+    store: Store,
+    _url: String,
+) {
+    let s = scope();
+    let now = Utc::now();
+    let mut tasks = Vec::new();
+    for i in 0..450 {
+        let (store, s) = (store.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            store.create_order(new_order(&s, twd(1 + i)), now, None).await
+        }));
+    }
+    let mut committed = 0_u64;
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("join: {e}")) {
+            Ok(_) => committed += 1,
+            // A MySQL deadlock aborts a whole batch: none of it is written, audit rows included.
+            Err(StoreError::TransactionAborted) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(committed > 400, "{committed} of 450 committed");
+    let stats = store.writer_stats();
+    assert!(stats.commits < stats.units, "the units shared commits: {stats:?}");
+    let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((counts.orders, counts.events), (committed, committed));
+    let pass = store
+        .seal_audit(AUDIT_KEY, "node-a", now, 30_000, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((pass.leader, pass.sealed as u64), (true, committed));
+    let r = verify(&store, &[]).await;
+    assert_eq!((r.checked, r.unsealed, r.problem), (committed, 0, None));
 }
 
 async fn a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two_relayers(store: Store, url: String) {
