@@ -64,7 +64,7 @@ pub(crate) async fn insert_outbox<C: ConnectionTrait>(conn: &C, written: &[Outbo
 
 /// Writes `row` only if the stored row still has `expected_version`: the compare-and-set that
 /// makes concurrent writers (other batches, other nodes) notice each other.
-async fn compare_and_set<C, A>(
+pub(crate) async fn compare_and_set<C, A>(
     conn: &C,
     mut row: A,
     (id_col, id): (<A::Entity as EntityTrait>::Column, &str),

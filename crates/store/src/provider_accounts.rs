@@ -6,7 +6,7 @@ use jinliu_domain::provider_account::MAX_ACCOUNTS;
 use jinliu_domain::{AccountStatus, AuditTarget, MerchantId, MerchantProviderAccount, ProviderAccountId, Timestamp};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
@@ -302,17 +302,13 @@ impl Store {
                 }
                 a.version += 1;
                 a.updated_at = now;
-                let mut row = to_row(&a);
-                row.not_set(provider_accounts::Column::Id);
-                let res = provider_accounts::Entity::update_many()
-                    .set(row)
-                    .filter(provider_accounts::Column::Id.eq(a.id.as_str()))
-                    .filter(provider_accounts::Column::Version.eq(version))
-                    .exec(txn)
-                    .await?;
-                if res.rows_affected != 1 {
-                    return Err(StoreError::Conflict);
-                }
+                crate::persist::compare_and_set(
+                    txn,
+                    to_row(&a),
+                    (provider_accounts::Column::Id, a.id.as_str()),
+                    (provider_accounts::Column::Version, version),
+                )
+                .await?;
                 Ok(a)
             })
         });

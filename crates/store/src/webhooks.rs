@@ -18,9 +18,7 @@ use jinliu_domain::webhook::{
 use jinliu_domain::{AttemptId, AuditTarget, EndpointId, EventType, MerchantId, MessageId, Timestamp, TransitionError};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
@@ -265,19 +263,13 @@ async fn save_endpoint<C: ConnectionTrait>(
     e: &WebhookEndpoint,
     expected_version: i64,
 ) -> Result<(), StoreError> {
-    let mut row = endpoint_to_row(e);
-    row.not_set(webhook_endpoints::Column::Id);
-    let res = webhook_endpoints::Entity::update_many()
-        .set(row)
-        .filter(webhook_endpoints::Column::Id.eq(e.id.as_str()))
-        .filter(webhook_endpoints::Column::Version.eq(expected_version))
-        .exec(conn)
-        .await?;
-    if res.rows_affected == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
-    }
+    crate::persist::compare_and_set(
+        conn,
+        endpoint_to_row(e),
+        (webhook_endpoints::Column::Id, e.id.as_str()),
+        (webhook_endpoints::Column::Version, expected_version),
+    )
+    .await
 }
 
 fn disabled_refusal(action: &'static str) -> StoreError {
