@@ -272,7 +272,7 @@ pub async fn create_payment(
         updated_at: now,
     };
     let reference = payment.provider_reference.clone();
-    match app.store.create_payment(scope, payment, idem).await {
+    match app.store.create_payment(scope, &order, payment, idem).await {
         Ok(p) => Ok(p),
         Err(e) => {
             // The provider holds a payment jinliu will never show anyone: close it there so the

@@ -12,6 +12,7 @@ use crate::audit::AuditSpec;
 use crate::convert::{ms, time as from_ms};
 use crate::entity::{api_keys, merchants};
 use crate::error::is_unique_violation;
+use crate::persist::ByKey;
 use crate::{Store, StoreError};
 
 fn merchant_from_row(r: merchants::Model) -> Result<Merchant, StoreError> {
@@ -146,7 +147,7 @@ impl Store {
     /// One merchant.
     pub async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
         merchants::Entity::find_by_id(id.to_string())
-            .one(self.read())
+            .by_key(self.read())
             .await?
             .map(merchant_from_row)
             .transpose()
@@ -201,7 +202,7 @@ impl Store {
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
         api_keys::Entity::find()
             .filter(api_keys::Column::KeyHash.eq(key_hash))
-            .one(self.read())
+            .by_key(self.read())
             .await?
             .map(key_from_row)
             .transpose()

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entity::{audit_log, worker_leases};
 use crate::error::is_unique_violation;
-use crate::persist::INSERT_CHUNK;
+use crate::persist::ByKey;
 use crate::writer::TxFuture;
 use crate::{Store, StoreError};
 
@@ -120,16 +120,9 @@ pub(crate) async fn append<C: ConnectionTrait>(
 /// group-commit writer writes the rows of a whole batch at once).
 pub(crate) async fn insert_rows<C: ConnectionTrait>(
     conn: &C,
-    mut rows: Vec<audit_log::ActiveModel>,
+    rows: Vec<audit_log::ActiveModel>,
 ) -> Result<(), StoreError> {
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
-        audit_log::Entity::insert_many(rows)
-            .exec_without_returning(conn)
-            .await?;
-        rows = rest;
-    }
-    Ok(())
+    crate::persist::insert_chunked(conn, rows).await
 }
 
 /// One unsealed row, timed now.
@@ -528,7 +521,7 @@ impl Store {
     pub async fn audit_entry_at(&self, seq: i64) -> Result<Option<AuditEntry>, StoreError> {
         Ok(audit_log::Entity::find()
             .filter(audit_log::Column::Seq.eq(seq))
-            .one(self.read())
+            .by_key(self.read())
             .await?
             .map(AuditEntry::from))
     }
@@ -665,7 +658,7 @@ pub(crate) async fn take_lease<C: ConnectionTrait>(
     if renewed.rows_affected == 1 {
         return Ok(true);
     }
-    let exists = worker_leases::Entity::find_by_id(name.to_owned()).one(conn).await?;
+    let exists = worker_leases::Entity::find_by_id(name.to_owned()).by_key(conn).await?;
     if exists.is_some() {
         return Ok(false);
     }

@@ -9,6 +9,7 @@ use sea_orm::sea_query::ExprTrait;
 
 use crate::entity::idempotency as row;
 use crate::error::is_unique_violation;
+use crate::persist::ByKey;
 use crate::{Store, StoreError};
 
 /// How long a key is remembered.
@@ -176,7 +177,7 @@ impl Store {
             .filter(row::Column::Scope.eq(scope))
             .filter(row::Column::IdemKey.eq(key))
             .filter(row::Column::ExpiresAt.gte(now_ms))
-            .one(self.read())
+            .by_key(self.read())
             .await?;
         Ok(found.map(|r| match (r.state.as_str(), r.body) {
             (COMPLETE, Some(body)) => IdempotencyRecord::Complete {

@@ -10,6 +10,7 @@ use crate::entity::orders;
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::payments::load_attempts;
+use crate::persist::ByKey;
 use crate::persist::{record_events, update_order, update_payment};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
@@ -100,7 +101,7 @@ pub(crate) async fn load_order<C: ConnectionTrait>(
             .filter(orders::Column::MerchantId.eq(s.merchant_id.as_str()))
             .filter(orders::Column::Livemode.eq(s.livemode));
     }
-    let row = q.one(conn).await?.ok_or(StoreError::NotFound("order"))?;
+    let row = q.by_key(conn).await?.ok_or(StoreError::NotFound("order"))?;
     order_from_row(row)
 }
 

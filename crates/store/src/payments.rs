@@ -1,7 +1,9 @@
 //! Payments: new attempts, provider-driven transitions, lookup.
 
 use jinliu_domain::settle::{complete_attempt, new_attempt};
-use jinliu_domain::{AuditTarget, OrderId, Payment, PaymentId, Timestamp};
+use std::sync::{Arc, PoisonError};
+
+use jinliu_domain::{AuditTarget, Order, OrderId, Payment, PaymentId, Timestamp};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
 use crate::audit::AuditSpec;
@@ -10,9 +12,10 @@ use crate::entity::{payments, provider_notifications};
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
+use crate::persist::ByKey;
 use crate::persist::{claim_order, record_events, update_order, update_payment};
 use crate::sync::{SyncKind, schedule};
-use crate::writer::{EventSink, work};
+use crate::writer::{UnitSink, work};
 use crate::{Scope, Store, StoreError};
 
 /// A transition of a payment, decided by a provider answer, a notification, the merchant or the
@@ -58,7 +61,7 @@ pub(crate) async fn load_payment<C: ConnectionTrait>(
             .filter(payments::Column::MerchantId.eq(s.merchant_id.as_str()))
             .filter(payments::Column::Livemode.eq(s.livemode));
     }
-    let row = q.one(conn).await?.ok_or(StoreError::NotFound("payment"))?;
+    let row = q.by_key(conn).await?.ok_or(StoreError::NotFound("payment"))?;
     payment_from_row(row)
 }
 
@@ -78,7 +81,7 @@ pub struct NotificationKey {
 
 async fn apply_change<C: ConnectionTrait>(
     txn: &C,
-    sink: &EventSink,
+    sink: &UnitSink,
     scope: Option<&Scope>,
     id: &PaymentId,
     change: PaymentChange,
@@ -134,19 +137,34 @@ impl Store {
     /// Records a new payment attempt that the provider has already accepted. The order must be
     /// pending and the amount its outstanding amount; both are checked again here, inside the
     /// transaction.
+    ///
+    /// `order` is the payment's order as [`Store::order`] returned it to the caller. The first
+    /// attempt decides on it without reading it again: the claim below updates the order only at
+    /// that version, so it succeeds only if the row is still exactly what the caller read; when
+    /// the order changed meanwhile, the claim conflicts and the retry reads the current row.
     pub async fn create_payment(
         &self,
         scope: &Scope,
+        order: &Order,
         payment: Payment,
         idem: Option<IdemRequest<Payment>>,
     ) -> Result<Payment, StoreError> {
+        if order.id != payment.order_id || order.merchant_id != scope.merchant_id || order.livemode != scope.livemode {
+            return Err(StoreError::NotFound("order"));
+        }
         let hint = AuditTarget::id_only("payment", payment.id.as_str());
         let scope = scope.clone();
         let sync_delay = self.sync_delay_ms();
+        let snapshot = Arc::new(std::sync::Mutex::new(Some(order.clone())));
         let w = work(move |txn, sink| {
-            let (scope, payment) = (scope.clone(), payment.clone());
+            let (scope, payment, snapshot) = (scope.clone(), payment.clone(), snapshot.clone());
             Box::pin(async move {
-                let order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
+                // Taken by the first attempt only; a retry (after a conflict) reads the row.
+                let known = snapshot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let order = match known {
+                    Some(order) => order,
+                    None => load_order(txn, Some(&scope), payment.order_id.as_str()).await?,
+                };
                 let event = new_attempt(&order, &payment)?;
                 // Claim the order: a unit that completes or cancels another attempt of it in a
                 // concurrent batch (another writer, another node) then conflicts and re-reads,
@@ -171,13 +189,12 @@ impl Store {
                     payment.created_at,
                 );
                 schedule(
-                    txn,
+                    sink,
                     payment.id.as_str(),
                     SyncKind::Payment,
                     payment.created_at.timestamp_millis() + sync_delay,
                     None,
-                )
-                .await?;
+                );
                 Ok(payment)
             })
         });
@@ -289,7 +306,7 @@ impl Store {
             .filter(payments::Column::Provider.eq(provider))
             .filter(payments::Column::ProviderAccount.eq(account))
             .filter(payments::Column::ProviderReference.eq(reference))
-            .one(self.read())
+            .by_key(self.read())
             .await?
             .map(payment_from_row)
             .transpose()

@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use crate::convert::{ms, order_to_row, payment_to_row, refund_to_row};
 use crate::entity::{events, orders, payments, refunds};
-use crate::writer::EventSink;
+use crate::writer::UnitSink;
 use crate::{OutboxEvent, StoreError};
 
 /// Renders the outbox rows for `drafts`, in order, with ids that sort in that order, and records
@@ -15,7 +15,7 @@ use crate::{OutboxEvent, StoreError};
 /// of the batch, in one multi-row INSERT inside the same transaction (see [`insert_outbox`]), and
 /// publishes them once committed; a unit rolled back to its savepoint writes none.
 pub(crate) fn record_events(
-    sink: &EventSink,
+    sink: &UnitSink,
     merchant: &MerchantId,
     livemode: bool,
     drafts: &[EventDraft],
@@ -45,8 +45,9 @@ pub(crate) const INSERT_CHUNK: usize = 500;
 
 /// Inserts outbox rows, [`INSERT_CHUNK`] per statement.
 pub(crate) async fn insert_outbox<C: ConnectionTrait>(conn: &C, written: &[OutboxEvent]) -> Result<(), StoreError> {
-    for chunk in written.chunks(INSERT_CHUNK) {
-        let rows = chunk.iter().map(|e| events::ActiveModel {
+    let rows = written
+        .iter()
+        .map(|e| events::ActiveModel {
             id: Set(e.id.clone()),
             merchant_id: Set(e.merchant_id.to_string()),
             livemode: Set(e.livemode),
@@ -56,8 +57,51 @@ pub(crate) async fn insert_outbox<C: ConnectionTrait>(conn: &C, written: &[Outbo
             payload: Set(e.payload.clone()),
             created_at: Set(ms(e.created_at)),
             webhooks_dispatched: Set(false),
-        });
-        events::Entity::insert_many(rows).exec_without_returning(conn).await?;
+        })
+        .collect();
+    insert_chunked(conn, rows).await
+}
+
+/// Reading the one row a primary- or unique-key filter selects.
+///
+/// Not `Select::one`: it adds `LIMIT ?` with 1 bound as a parameter, and SQLite re-prepares a
+/// statement whose `LIMIT` is a bound parameter every time a value is bound to it (its query
+/// planner reads that value). On the payment-creation path that re-parsing was about 6 % of the
+/// server's CPU (docs/performance.md, run G). Only for filters that select at most one row: the
+/// query has no `LIMIT`, so any other filter reads every row it matches.
+pub(crate) trait ByKey<E: EntityTrait> {
+    fn by_key<'a, C: ConnectionTrait>(
+        self,
+        conn: &'a C,
+    ) -> impl std::future::Future<Output = Result<Option<E::Model>, sea_orm::DbErr>> + Send + 'a
+    where
+        Self: 'a;
+}
+
+impl<E: EntityTrait> ByKey<E> for sea_orm::Select<E>
+where
+    E::Model: Send + Sync,
+{
+    async fn by_key<'a, C: ConnectionTrait>(self, conn: &'a C) -> Result<Option<E::Model>, sea_orm::DbErr>
+    where
+        Self: 'a,
+    {
+        Ok(self.all(conn).await?.into_iter().next())
+    }
+}
+
+/// Inserts rows of one table, [`INSERT_CHUNK`] per statement (the writer's deferred rows).
+pub(crate) async fn insert_chunked<C, A>(conn: &C, mut rows: Vec<A>) -> Result<(), StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+{
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        <A::Entity as EntityTrait>::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+        rows = rest;
     }
     Ok(())
 }

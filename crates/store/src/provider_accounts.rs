@@ -11,6 +11,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFi
 use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
 use crate::entity::{merchants, provider_accounts};
+use crate::persist::ByKey;
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
 
@@ -102,7 +103,7 @@ async fn load<C: ConnectionTrait>(
             .filter(provider_accounts::Column::MerchantId.eq(s.merchant_id.as_str()))
             .filter(provider_accounts::Column::Livemode.eq(s.livemode));
     }
-    q.one(conn).await?.ok_or(StoreError::NotFound("provider_account"))
+    q.by_key(conn).await?.ok_or(StoreError::NotFound("provider_account"))
 }
 
 /// Clears the default flag of the merchant's other accounts of this provider and mode.

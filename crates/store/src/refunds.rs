@@ -12,6 +12,7 @@ use crate::error::found;
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::payments::load_payment;
+use crate::persist::ByKey;
 use crate::persist::{record_events, update_order, update_payment, update_refund};
 use crate::sync::{REQUEST_LEASE_MS, REQUEST_LEASE_OWNER, SyncKind, finish, schedule};
 use crate::writer::work;
@@ -24,7 +25,7 @@ async fn load_refund<C: ConnectionTrait>(conn: &C, scope: Option<&Scope>, id: &s
             .filter(refunds::Column::MerchantId.eq(s.merchant_id.as_str()))
             .filter(refunds::Column::Livemode.eq(s.livemode));
     }
-    refund_from_row(q.one(conn).await?.ok_or(StoreError::NotFound("refund"))?)
+    refund_from_row(q.by_key(conn).await?.ok_or(StoreError::NotFound("refund"))?)
 }
 
 impl Store {
@@ -81,13 +82,12 @@ impl Store {
                 // provider; status sync takes over only when that request gives up (it releases
                 // the lease) or its node dies (the lease expires).
                 schedule(
-                    txn,
+                    sink,
                     refund.id.as_str(),
                     SyncKind::Refund,
                     now.timestamp_millis() + sync_delay,
                     Some((REQUEST_LEASE_OWNER, now.timestamp_millis() + REQUEST_LEASE_MS)),
-                )
-                .await?;
+                );
                 Ok((refund, payment))
             })
         });

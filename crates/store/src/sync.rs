@@ -12,6 +12,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entity::sync_jobs as row;
+use crate::writer::UnitSink;
 use crate::{Store, StoreError};
 
 /// What a job follows.
@@ -50,24 +51,17 @@ pub(crate) const REQUEST_LEASE_OWNER: &str = "request";
 /// never races a live request; a crashed node's refunds are picked up after it.
 pub(crate) const REQUEST_LEASE_MS: i64 = 10 * 60 * 1000;
 
-pub(crate) async fn schedule<C: ConnectionTrait>(
-    conn: &C,
-    object_id: &str,
-    kind: SyncKind,
-    due_ms: i64,
-    lease: Option<(&str, i64)>,
-) -> Result<(), StoreError> {
-    row::Entity::insert(row::ActiveModel {
+/// Schedules the status sync of an object the unit has just created (`object_id` is fresh): the
+/// job is written with the unit's batch, only if the unit succeeds (see [`UnitSink`]).
+pub(crate) fn schedule(sink: &UnitSink, object_id: &str, kind: SyncKind, due_ms: i64, lease: Option<(&str, i64)>) {
+    sink.schedule(row::ActiveModel {
         object_id: Set(object_id.to_owned()),
         kind: Set(kind.as_str().to_owned()),
         next_at: Set(due_ms),
         attempts: Set(0),
         lease_owner: Set(lease.map(|(owner, _)| owner.to_owned())),
         lease_until: Set(lease.map_or(0, |(_, until)| until)),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    });
 }
 
 pub(crate) async fn finish<C: ConnectionTrait>(conn: &C, object_id: &str) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
 use crate::entity::{refresh_tokens, users};
 use crate::error::is_unique_violation;
+use crate::persist::ByKey;
 use crate::{Store, StoreError};
 
 fn user_from_row(r: users::Model) -> Result<User, StoreError> {
@@ -129,7 +130,7 @@ impl Store {
                     return Err(StoreError::NotFound("user"));
                 }
                 let row = users::Entity::find_by_id(id.to_string())
-                    .one(txn)
+                    .by_key(txn)
                     .await?
                     .ok_or(StoreError::NotFound("user"))?;
                 user_from_row(row)
@@ -142,7 +143,7 @@ impl Store {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         users::Entity::find()
             .filter(users::Column::Email.eq(email))
-            .one(self.read())
+            .by_key(self.read())
             .await?
             .map(user_from_row)
             .transpose()
@@ -151,7 +152,7 @@ impl Store {
     /// One user.
     pub async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         users::Entity::find_by_id(id.to_string())
-            .one(self.read())
+            .by_key(self.read())
             .await?
             .map(user_from_row)
             .transpose()
@@ -307,7 +308,7 @@ impl Store {
     /// A refresh token by hash.
     pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
         let Some(r) = refresh_tokens::Entity::find_by_id(token_hash.to_owned())
-            .one(self.read())
+            .by_key(self.read())
             .await?
         else {
             return Ok(None);

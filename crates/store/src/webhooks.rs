@@ -23,6 +23,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFi
 use crate::audit::AuditSpec;
 use crate::convert::{ms, time};
 use crate::entity::{events, merchants, webhook_attempts, webhook_endpoints, webhook_messages, worker_leases};
+use crate::persist::ByKey;
 use crate::persist::record_events;
 use crate::writer::work;
 use crate::{Page, Scope, Store, StoreError};
@@ -254,7 +255,7 @@ async fn load_endpoint<C: ConnectionTrait>(
             .filter(webhook_endpoints::Column::MerchantId.eq(s.merchant_id.as_str()))
             .filter(webhook_endpoints::Column::Livemode.eq(s.livemode));
     }
-    q.one(conn).await?.ok_or(StoreError::NotFound("webhook_endpoint"))
+    q.by_key(conn).await?.ok_or(StoreError::NotFound("webhook_endpoint"))
 }
 
 /// Writes an endpoint only if it is still at `expected_version`.
@@ -797,7 +798,7 @@ impl Store {
         let Some(row) = webhook_messages::Entity::find_by_id(id.to_string())
             .filter(webhook_messages::Column::MerchantId.eq(scope.merchant_id.as_str()))
             .filter(webhook_messages::Column::Livemode.eq(scope.livemode))
-            .one(self.read())
+            .by_key(self.read())
             .await?
         else {
             return Ok(None);
@@ -834,7 +835,7 @@ impl Store {
                 let row = webhook_messages::Entity::find_by_id(id.to_string())
                     .filter(webhook_messages::Column::MerchantId.eq(scope.merchant_id.as_str()))
                     .filter(webhook_messages::Column::Livemode.eq(scope.livemode))
-                    .one(txn)
+                    .by_key(txn)
                     .await?
                     .ok_or(StoreError::NotFound("webhook_message"))?;
                 let ep = load_endpoint(txn, Some(&scope), &row.endpoint_id).await?;
@@ -853,7 +854,7 @@ impl Store {
                     .exec(txn)
                     .await?;
                 let row = webhook_messages::Entity::find_by_id(id.to_string())
-                    .one(txn)
+                    .by_key(txn)
                     .await?
                     .ok_or(StoreError::NotFound("webhook_message"))?;
                 message_from_row(row)

@@ -10,10 +10,11 @@
 //! Callers are answered only after the commit, so nobody ever sees a success that a crash could
 //! take back. A unit that fails is rolled back to its savepoint and does not affect the others.
 //!
-//! A unit does not write its outbox rows (`events`) itself: it renders them into its own
-//! [`EventSink`], passed to it explicitly beside the transaction. The writer — which alone knows
-//! whether the unit succeeded or was rolled back to its savepoint — keeps the sink of a unit that
-//! succeeded, inserts the kept rows of the whole batch before the commit and publishes them on a
+//! A unit does not write its outbox rows (`events`) or its status-sync jobs (`sync_jobs`, always
+//! for an object the unit has just created) itself: it renders them into its own [`UnitSink`],
+//! passed to it explicitly beside the transaction. The writer — which alone knows whether the
+//! unit succeeded or was rolled back to its savepoint — keeps the sink of a unit that succeeded,
+//! inserts the kept rows of the whole batch before the commit and publishes the events on a
 //! broadcast channel ([`crate::Store::subscribe_events`]) after it. A retried attempt starts with a
 //! fresh sink, and a unit rolled back to its savepoint or a batch whose commit failed publishes
 //! nothing. The audit row of each unit (its success or its refusal) is kept and written the same
@@ -22,8 +23,8 @@
 //!
 //! Statements are what a unit costs here (each is a round trip to the driver, and on SQLite a
 //! hop to the connection's thread), so the writer issues as few as it can: one `SAVEPOINT` per
-//! unit and no `RELEASE` (see [`WriterLoop::run_batch`]), and the per-unit outbox and audit rows
-//! folded into two statements per batch.
+//! unit and no `RELEASE` (see [`WriterLoop::run_batch`]), and the per-unit outbox, sync-job and
+//! audit rows folded into three statements per batch.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -39,7 +40,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
 use crate::audit::{self, AuditSpec};
-use crate::entity::audit_log;
+use crate::entity::{audit_log, sync_jobs};
 use crate::idempotency::{self, IdemRequest};
 use crate::{Backend, OutboxEvent, StoreError, persist};
 
@@ -47,36 +48,49 @@ use crate::{Backend, OutboxEvent, StoreError, persist};
 pub(crate) type TxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A unit of work: may run more than once (after a conflict), always inside its own savepoint of
-/// the batch's transaction (rolled back before a retry) and with a fresh [`EventSink`]. It must
+/// the batch's transaction (rolled back before a retry) and with a fresh [`UnitSink`]. It must
 /// not commit or roll back that transaction; it may open nested savepoints of its own.
-pub(crate) type Work<T> = Box<dyn for<'a> Fn(&'a DatabaseTransaction, &'a EventSink) -> TxFuture<'a, T> + Send + Sync>;
+pub(crate) type Work<T> = Box<dyn for<'a> Fn(&'a DatabaseTransaction, &'a UnitSink) -> TxFuture<'a, T> + Send + Sync>;
 
 /// Helps type inference turn a closure into a [`Work`].
 pub(crate) fn work<T, F>(f: F) -> Work<T>
 where
-    F: for<'a> Fn(&'a DatabaseTransaction, &'a EventSink) -> TxFuture<'a, T> + Send + Sync + 'static,
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a UnitSink) -> TxFuture<'a, T> + Send + Sync + 'static,
 {
     Box::new(f)
 }
 
-/// The outbox rows one attempt of a unit of work produced, in order. Filled by
-/// `persist::record_events`; written and then published by the writer. Record events only for
-/// what the unit keeps (not for work inside a nested savepoint the unit may roll back on its
-/// own), since the sink records what the unit produced, not what survived inside it.
+/// The rows one attempt of a unit of work leaves for the end of its batch: its outbox rows, in
+/// order (filled by `persist::record_events`, written and then published by the writer), and the
+/// status-sync jobs of the objects it created (`sync::schedule`). Record only what the unit keeps
+/// (not work inside a nested savepoint the unit may roll back on its own), since the sink records
+/// what the unit produced, not what survived inside it. Only rows that cannot conflict belong
+/// here (fresh ids, tables without foreign keys): a failed multi-row INSERT fails the whole batch.
 #[derive(Debug, Default)]
-pub(crate) struct EventSink(std::sync::Mutex<Vec<OutboxEvent>>);
+pub(crate) struct UnitSink(std::sync::Mutex<UnitRows>);
 
-impl EventSink {
+#[derive(Debug, Default)]
+struct UnitRows {
+    events: Vec<OutboxEvent>,
+    sync_jobs: Vec<sync_jobs::ActiveModel>,
+}
+
+impl UnitSink {
     pub(crate) fn record(&self, events: impl IntoIterator<Item = OutboxEvent>) {
-        // Never held across an await; a poisoned lock still holds valid rows.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(events);
+        self.rows().events.extend(events);
     }
 
-    fn take(&self) -> Vec<OutboxEvent> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    pub(crate) fn schedule(&self, job: sync_jobs::ActiveModel) {
+        self.rows().sync_jobs.push(job);
+    }
+
+    fn rows(&self) -> std::sync::MutexGuard<'_, UnitRows> {
+        // Never held across an await; a poisoned lock still holds valid rows.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self) -> UnitRows {
+        std::mem::take(&mut *self.rows())
     }
 }
 
@@ -103,6 +117,7 @@ trait Job: Send {
 #[derive(Default)]
 struct BatchRows {
     events: Vec<OutboxEvent>,
+    sync_jobs: Vec<sync_jobs::ActiveModel>,
     audit: Vec<audit_log::ActiveModel>,
 }
 
@@ -111,7 +126,7 @@ struct UnitJob<T> {
     idem: Option<IdemRequest<T>>,
     audit: Option<AuditSpec<T>>,
     outcome: Option<Result<T, StoreError>>,
-    events: Vec<OutboxEvent>,
+    kept: UnitRows,
     audit_row: Option<audit_log::ActiveModel>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -133,7 +148,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let sink = EventSink::default();
+            let sink = UnitSink::default();
             match (self.work)(txn, &sink).await {
                 Ok(value) => {
                     let recorded = match self.idem.take() {
@@ -142,7 +157,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                     };
                     match recorded {
                         Ok(()) => {
-                            self.events = sink.take();
+                            self.kept = sink.take();
                             // The audit row commits or rolls back with the change it describes:
                             // it is written in this batch's transaction, before its commit.
                             self.audit_row = self.audit.as_ref().map(|audit| audit.success_row(&value));
@@ -197,7 +212,8 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
 
     fn take_rows(&mut self, rows: &mut BatchRows) {
         if let Some(Ok(_)) = self.outcome {
-            rows.events.append(&mut self.events);
+            rows.events.append(&mut self.kept.events);
+            rows.sync_jobs.append(&mut self.kept.sync_jobs);
         }
         if self.outcome.is_some() {
             rows.audit.extend(self.audit_row.take());
@@ -304,7 +320,7 @@ impl Writer {
             idem,
             audit,
             outcome: None,
-            events: Vec::new(),
+            kept: UnitRows::default(),
             audit_row: None,
             reply,
         });
@@ -401,15 +417,19 @@ impl WriterLoop {
                 return;
             }
         }
-        // The outbox and audit rows of the whole batch: one multi-row INSERT each instead of one
-        // per unit. Their ids are fresh and the tables have no foreign keys, so they fail only
-        // when the transaction itself does; such a failure is handled like a failed commit.
+        // The outbox, sync-job and audit rows of the whole batch: one multi-row INSERT each
+        // instead of one per unit. Their ids are fresh (a sync job's is the id of the object its
+        // unit created) and the tables have no foreign keys, so they fail only when the
+        // transaction itself does; such a failure is handled like a failed commit.
         let mut rows = BatchRows::default();
         for job in batch.iter_mut() {
             job.take_rows(&mut rows);
         }
         let written = match persist::insert_outbox(&txn, &rows.events).await {
-            Ok(()) => audit::insert_rows(&txn, rows.audit).await,
+            Ok(()) => match persist::insert_chunked(&txn, rows.sync_jobs).await {
+                Ok(()) => audit::insert_rows(&txn, rows.audit).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let commit = match written {

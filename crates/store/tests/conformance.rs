@@ -47,6 +47,7 @@ conformance!(
     migrations_can_run_twice,
     an_order_is_stored_with_its_created_event,
     a_payment_for_the_wrong_amount_writes_nothing,
+    an_attempt_decided_on_a_stale_order_reads_it_again_before_writing,
     completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit,
     parallel_refunds_from_two_nodes_never_exceed_the_captured_amount,
     a_refused_unit_in_a_shared_commit_does_not_roll_back_the_others,
@@ -139,7 +140,7 @@ async fn paid_order(store: &Store, major: i64) -> (Order, Payment) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let p = store
-        .create_payment(&s, attempt(&order, twd(major), now), None)
+        .create_payment(&s, &order, attempt(&order, twd(major), now), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let p = store
@@ -204,11 +205,58 @@ async fn a_payment_for_the_wrong_amount_writes_nothing(store: Store, _url: Strin
         .unwrap_or_else(|e| panic!("{e}"));
     let before = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
     let err = store
-        .create_payment(&s, attempt(&order, twd(99), now), None)
+        .create_payment(&s, &order, attempt(&order, twd(99), now), None)
         .await
         .err();
     assert!(matches!(err, Some(StoreError::Attempt(_))), "{err:?}");
     assert_eq!(store.table_counts().await.unwrap_or_else(|e| panic!("{e}")), before);
+}
+
+async fn an_attempt_decided_on_a_stale_order_reads_it_again_before_writing(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let count = || async { store.table_counts().await.unwrap_or_else(|e| panic!("{e}")) };
+    // Read while pending, paid since: the claim at the old version conflicts, the retry reads the
+    // paid order and refuses, and nothing is written.
+    let (stale, _) = paid_order(&store, 30).await;
+    let before = count().await;
+    let err = store
+        .create_payment(&s, &stale, attempt(&stale, twd(30), now), None)
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::Attempt(_))), "{err:?}");
+    // A snapshot from another scope is not the caller's order, whatever it says.
+    let live = Scope {
+        livemode: true,
+        ..s.clone()
+    };
+    let err = store
+        .create_payment(&live, &stale, attempt(&stale, twd(30), now), None)
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::NotFound("order"))), "{err:?}");
+    assert_eq!(count().await, before);
+    // Read before another attempt claimed it: still payable, accepted after reading it again,
+    // with its event and its status-sync job.
+    let order = store
+        .create_order(new_order(&s, twd(50)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .create_payment(&s, &order, attempt(&order, twd(50), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = count().await;
+    let second = store
+        .create_payment(&s, &order, attempt(&order, twd(50), now), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(second.status, PaymentStatus::Pending);
+    let after = count().await;
+    assert_eq!(
+        (after.payments, after.events, after.sync_jobs),
+        (before.payments + 1, before.events + 1, before.sync_jobs + 1)
+    );
 }
 
 async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit(store: Store, _url: String) {
@@ -219,11 +267,11 @@ async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_comm
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let a = store
-        .create_payment(&s, attempt(&order, twd(50), now), None)
+        .create_payment(&s, &order, attempt(&order, twd(50), now), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let b = store
-        .create_payment(&s, attempt(&order, twd(50), now), None)
+        .create_payment(&s, &order, attempt(&order, twd(50), now), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let a = store
@@ -344,7 +392,7 @@ async fn a_refused_unit_in_a_shared_commit_does_not_roll_back_the_others(store: 
                     .map(|_| ())
             } else {
                 store
-                    .create_payment(&s, attempt(&order, twd(11), now), None)
+                    .create_payment(&s, &order, attempt(&order, twd(11), now), None)
                     .await
                     .map(|_| ())
             }
@@ -425,7 +473,7 @@ async fn idempotency_records_keep_answers_and_refusals_but_not_failures(store: S
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let err = store
-        .create_payment(&s, attempt(&order, twd(6), now), Some(idem("k2", "h2", true)))
+        .create_payment(&s, &order, attempt(&order, twd(6), now), Some(idem("k2", "h2", true)))
         .await
         .err();
     assert!(matches!(err, Some(StoreError::Attempt(_))));
@@ -665,7 +713,7 @@ async fn the_same_provider_notification_applies_once_but_a_new_status_gets_throu
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let p = store
-        .create_payment(&s, attempt(&order, twd(50), now), None)
+        .create_payment(&s, &order, attempt(&order, twd(50), now), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let key = |code: &str| NotificationKey {
@@ -708,7 +756,7 @@ async fn a_due_sync_job_is_leased_to_exactly_one_node(store: Store, url: String)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let p = store
-        .create_payment(&s, attempt(&order, twd(7), now), None)
+        .create_payment(&s, &order, attempt(&order, twd(7), now), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let nothing = store
@@ -1389,7 +1437,7 @@ async fn the_event_feed_publishes_exactly_the_committed_outbox_rows(store: Store
                     .map(|o| Some(o.id)),
                 // Refused before it writes anything (wrong amount).
                 _ => store
-                    .create_payment(&s, attempt(&order, twd(11), now), None)
+                    .create_payment(&s, &order, attempt(&order, twd(11), now), None)
                     .await
                     .map(|_| None),
             }
