@@ -26,14 +26,14 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect, TransactionSession, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 
 use crate::entity::{audit_log, worker_leases};
 use crate::error::is_unique_violation;
 use crate::persist::ByKey;
-use crate::writer::TxFuture;
+use crate::writer::{TxFuture, work};
 use crate::{Store, StoreError};
 
 tokio::task_local! {
@@ -309,7 +309,14 @@ const SEAL_CHUNK: usize = 200;
 
 impl Store {
     /// One sealer pass: takes or renews the sealer lease for `owner`, then chains up to `max`
-    /// committed unsealed rows, in one transaction. Another node holding the lease → nothing done.
+    /// committed unsealed rows. Another node holding the lease → nothing done.
+    ///
+    /// The pass is a unit of work of the group-commit writer, like every other write on the hot
+    /// path. It used to be its own transaction beside the writer; on SQLite the two then took
+    /// turns at the one write lock, and the writer, finding it held, slept in SQLite's busy
+    /// handler (1, 2, 5, 10 ms …) about ten times a second under load (docs/performance.md,
+    /// run G). Another sealer that got to the same rows first (its lease ran out under it) makes
+    /// this unit conflict, and the writer runs it again from the new head.
     pub async fn seal_audit(
         &self,
         key: &[u8],
@@ -319,78 +326,68 @@ impl Store {
         max: u64,
     ) -> Result<SealPass, StoreError> {
         let now_ms = now.timestamp_millis();
-        let txn = self.read().begin().await?;
-        if !take_lease(&txn, SEALER_LEASE, owner, now_ms, lease_ms).await? {
-            txn.rollback().await?;
-            return Ok(SealPass::default());
-        }
-        let head = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.is_not_null())
-            .order_by_desc(audit_log::Column::Seq)
-            .one(&txn)
-            .await?;
-        let (mut seq, mut prev) = match head {
-            Some(h) => (h.seq.unwrap_or(0), h.mac.unwrap_or_default()),
-            None => (0, String::new()),
-        };
-        let rows = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.is_null())
-            .order_by_asc(audit_log::Column::Id)
-            .limit(max)
-            .all(&txn)
-            .await?;
-        let sealed = rows.len();
-        let mut chained = Vec::with_capacity(sealed);
-        for row in rows {
-            let entry = AuditEntry::from(row);
-            seq += 1;
-            let mac = chain_mac(key, &prev, seq, &entry);
-            prev = mac.clone();
-            chained.push((entry.id, seq, mac));
-        }
-        // One UPDATE per chunk rather than per row: the pass holds the database's write lock
-        // (on SQLite, the one the group-commit writer needs) for a few statements, not a
-        // thousand.
-        for chunk in chained.chunks(SEAL_CHUNK) {
-            let (mut seqs, mut macs) = (CaseStatement::new(), CaseStatement::new());
-            for (id, seq, mac) in chunk {
-                seqs = seqs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(*seq));
-                macs = macs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(mac.clone()));
-            }
-            let res = audit_log::Entity::update_many()
-                .col_expr(audit_log::Column::Seq, seqs.into())
-                .col_expr(audit_log::Column::Mac, macs.into())
-                .filter(audit_log::Column::Id.is_in(chunk.iter().map(|(id, _, _)| id.as_str())))
-                .filter(audit_log::Column::Seq.is_null())
-                .exec(&txn)
-                .await;
-            match res {
-                Ok(r) if r.rows_affected == chunk.len() as u64 => {}
-                // Another sealer (whose lease ran out under it) got there first: give up this
-                // pass; the next one starts from the new head.
-                Ok(_) => {
-                    txn.rollback().await?;
-                    return Ok(SealPass {
-                        leader: true,
-                        ..SealPass::default()
-                    });
+        let (key, owner) = (key.to_vec(), owner.to_owned());
+        let w = work(move |txn, _sink| {
+            let (key, owner) = (key.clone(), owner.clone());
+            Box::pin(async move {
+                if !take_lease(txn, SEALER_LEASE, &owner, now_ms, lease_ms).await? {
+                    return Ok(SealPass::default());
                 }
-                Err(e) if is_unique_violation(&e) => {
-                    txn.rollback().await?;
-                    return Ok(SealPass {
-                        leader: true,
-                        ..SealPass::default()
-                    });
+                let head = audit_log::Entity::find()
+                    .filter(audit_log::Column::Seq.is_not_null())
+                    .order_by_desc(audit_log::Column::Seq)
+                    .one(txn)
+                    .await?;
+                let (mut seq, mut prev) = match head {
+                    Some(h) => (h.seq.unwrap_or(0), h.mac.unwrap_or_default()),
+                    None => (0, String::new()),
+                };
+                let rows = audit_log::Entity::find()
+                    .filter(audit_log::Column::Seq.is_null())
+                    .order_by_asc(audit_log::Column::Id)
+                    .limit(max)
+                    .all(txn)
+                    .await?;
+                let sealed = rows.len();
+                let mut chained = Vec::with_capacity(sealed);
+                for row in rows {
+                    let entry = AuditEntry::from(row);
+                    seq += 1;
+                    let mac = chain_mac(&key, &prev, seq, &entry);
+                    prev = mac.clone();
+                    chained.push((entry.id, seq, mac));
                 }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        txn.commit().await?;
-        Ok(SealPass {
-            leader: true,
-            sealed,
-            head: (seq > 0).then_some(AuditCheckpoint { seq, mac: prev }),
-        })
+                // One UPDATE per chunk rather than per row: a few statements per pass, not a
+                // thousand.
+                for chunk in chained.chunks(SEAL_CHUNK) {
+                    let (mut seqs, mut macs) = (CaseStatement::new(), CaseStatement::new());
+                    for (id, seq, mac) in chunk {
+                        seqs = seqs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(*seq));
+                        macs = macs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(mac.clone()));
+                    }
+                    let res = audit_log::Entity::update_many()
+                        .col_expr(audit_log::Column::Seq, seqs.into())
+                        .col_expr(audit_log::Column::Mac, macs.into())
+                        .filter(audit_log::Column::Id.is_in(chunk.iter().map(|(id, _, _)| id.as_str())))
+                        .filter(audit_log::Column::Seq.is_null())
+                        .exec(txn)
+                        .await;
+                    match res {
+                        Ok(r) if r.rows_affected == chunk.len() as u64 => {}
+                        // Another sealer got there first: run again from the new head.
+                        Ok(_) => return Err(StoreError::Conflict),
+                        Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(SealPass {
+                    leader: true,
+                    sealed,
+                    head: (seq > 0).then_some(AuditCheckpoint { seq, mac: prev }),
+                })
+            })
+        });
+        self.writer().submit(w, None).await
     }
 
     /// The chain's head: the last sealed row.
@@ -637,7 +634,7 @@ impl Store {
 
 /// Takes `name`'s lease for `owner` until `now + lease_ms` if it is free, expired or already
 /// `owner`'s.
-pub(crate) async fn take_lease<C: ConnectionTrait>(
+pub(crate) async fn take_lease<C: ConnectionTrait + TransactionTrait>(
     conn: &C,
     name: &str,
     owner: &str,
@@ -662,16 +659,25 @@ pub(crate) async fn take_lease<C: ConnectionTrait>(
     if exists.is_some() {
         return Ok(false);
     }
+    // In a transaction of its own (a savepoint inside a unit of work): on PostgreSQL a failed
+    // INSERT would otherwise abort the whole transaction it runs in.
+    let nested = conn.begin().await?;
     let inserted = worker_leases::Entity::insert(worker_leases::ActiveModel {
         name: Set(name.to_owned()),
         owner: Set(owner.to_owned()),
         lease_until: Set(now_ms + lease_ms),
     })
-    .exec_without_returning(conn)
+    .exec_without_returning(&nested)
     .await;
     match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
+        Ok(_) => {
+            nested.commit().await?;
+            Ok(true)
+        }
+        Err(e) if is_unique_violation(&e) => {
+            nested.rollback().await?;
+            Ok(false)
+        }
         Err(e) => Err(e.into()),
     }
 }
