@@ -10,8 +10,7 @@ use crate::entity::orders;
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::payments::load_attempts;
-use crate::persist::ByKey;
-use crate::persist::{record_events, update_order, update_payment};
+use crate::persist::{ByKey, record_events, update_order, update_payment};
 use crate::writer::work;
 use crate::{Scope, Store, StoreError};
 

@@ -1,8 +1,8 @@
 //! Payments: new attempts, provider-driven transitions, lookup.
 
-use jinliu_domain::settle::{complete_attempt, new_attempt};
 use std::sync::{Arc, PoisonError};
 
+use jinliu_domain::settle::{complete_attempt, new_attempt};
 use jinliu_domain::{AuditTarget, Order, OrderId, Payment, PaymentId, Timestamp};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
@@ -12,8 +12,7 @@ use crate::entity::{payments, provider_notifications};
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
-use crate::persist::ByKey;
-use crate::persist::{claim_order, record_events, update_order, update_payment};
+use crate::persist::{ByKey, claim_order, record_events, update_order, update_payment};
 use crate::sync::{SyncKind, schedule};
 use crate::writer::{UnitSink, work};
 use crate::{Scope, Store, StoreError};
