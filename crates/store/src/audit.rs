@@ -611,7 +611,7 @@ impl Store {
             Ok(v) => {
                 spec.record_success(&txn, &v).await?;
                 if let Some(idem) = idem {
-                    crate::idempotency::record_success(&txn, idem, &v).await?;
+                    crate::idempotency::record_success(&txn, &idem, &v).await?;
                 }
                 txn.commit().await?;
                 Ok(v)
@@ -622,7 +622,7 @@ impl Store {
                     spec.record_refusal(self.read(), &e).await?;
                     if let Some(idem) = idem {
                         let txn = self.read().begin().await?;
-                        crate::idempotency::record_failure(&txn, idem, &e).await?;
+                        crate::idempotency::record_failure(&txn, &idem, &e).await?;
                         txn.commit().await?;
                     }
                 }

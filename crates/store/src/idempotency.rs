@@ -28,7 +28,7 @@ pub struct StoredResponse {
 
 /// Renders the answer to keep for an outcome; `None` means "do not keep" (e.g. a 5xx, which
 /// the client should be able to retry).
-pub type Render<T> = Box<dyn FnOnce(Result<&T, &StoreError>) -> Option<StoredResponse> + Send + Sync>;
+pub type Render<T> = Box<dyn Fn(Result<&T, &StoreError>) -> Option<StoredResponse> + Send + Sync>;
 
 /// What a unit of work must record about its idempotency key.
 pub struct IdemRequest<T> {
@@ -69,29 +69,31 @@ const COMPLETE: &str = "complete";
 
 pub(crate) async fn record_success<T>(
     conn: &DatabaseTransaction,
-    idem: IdemRequest<T>,
+    idem: &IdemRequest<T>,
     value: &T,
 ) -> Result<(), StoreError> {
     if !idem.finish {
         return write(conn, &idem.scope, &idem.key, &idem.request_hash, idem.now_ms, None).await;
     }
-    let IdemRequest {
-        scope,
-        key,
-        request_hash,
-        now_ms,
-        render,
-        ..
-    } = idem;
-    match render(Ok(value)) {
-        Some(resp) => write(conn, &scope, &key, &request_hash, now_ms, Some(resp)).await,
+    match (idem.render)(Ok(value)) {
+        Some(resp) => {
+            write(
+                conn,
+                &idem.scope,
+                &idem.key,
+                &idem.request_hash,
+                idem.now_ms,
+                Some(resp),
+            )
+            .await
+        }
         None => Ok(()),
     }
 }
 
 pub(crate) async fn record_failure<T>(
     txn: &DatabaseTransaction,
-    idem: IdemRequest<T>,
+    idem: &IdemRequest<T>,
     err: &StoreError,
 ) -> Result<(), StoreError> {
     if !err.is_business() {
@@ -110,7 +112,7 @@ pub(crate) async fn record_failure<T>(
     // shared transaction.
     // A failing SAVEPOINT/RELEASE/ROLLBACK TO means the shared transaction is gone.
     let sp = txn.begin().await.map_err(|_| StoreError::TransactionAborted)?;
-    match write(&sp, &scope, &key, &request_hash, now_ms, Some(resp)).await {
+    match write(&sp, scope, key, request_hash, *now_ms, Some(resp)).await {
         Ok(()) => sp.commit().await.map_err(|_| StoreError::TransactionAborted),
         Err(e) => match sp.rollback().await {
             Ok(()) => Err(e),

@@ -8,7 +8,8 @@
 //! queue it is an ordinary transaction with no added wait (there is no timer).
 //!
 //! Callers are answered only after the commit, so nobody ever sees a success that a crash could
-//! take back. A unit that fails is rolled back to its savepoint and does not affect the others.
+//! take back. A unit that fails does not affect the others: their batch runs again, each unit in
+//! its own savepoint, and the failing one is rolled back to it.
 //!
 //! A unit does not write its outbox rows (`events`) or its status-sync jobs (`sync_jobs`, always
 //! for an object the unit has just created) itself: it renders them into its own [`UnitSink`],
@@ -22,9 +23,12 @@
 //! write events the writer does not see, and no state lives outside the writer.
 //!
 //! Statements are what a unit costs here (each is a round trip to the driver, and on SQLite a
-//! hop to the connection's thread), so the writer issues as few as it can: one `SAVEPOINT` per
-//! unit and no `RELEASE` (see [`WriterLoop::run_batch`]), and the per-unit outbox, sync-job and
-//! audit rows folded into three statements per batch.
+//! hop to the connection's thread), so the writer issues as few as it can. A batch first runs
+//! optimistically: every unit once, with no savepoint ([`WriterLoop::optimistic`]). Only when a
+//! unit fails (a refusal, a conflict, a panic) is the batch rolled back and run again with one
+//! `SAVEPOINT` per unit and no `RELEASE` ([`WriterLoop::with_savepoints`]), where a failing unit
+//! is rolled back alone. The per-unit outbox, sync-job and audit rows are folded into three
+//! statements per batch either way.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -47,9 +51,11 @@ use crate::{Backend, OutboxEvent, StoreError, persist};
 /// The future a unit of work returns; it borrows the batch's transaction and its event sink.
 pub(crate) type TxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A unit of work: may run more than once (after a conflict), always inside its own savepoint of
-/// the batch's transaction (rolled back before a retry) and with a fresh [`UnitSink`]. It must
-/// not commit or roll back that transaction; it may open nested savepoints of its own.
+/// A unit of work: may run more than once (after a conflict, or when its batch is run again after
+/// another unit failed), each time with a fresh [`UnitSink`] and inside the batch's transaction
+/// (in a savepoint of its own when the batch runs with savepoints). It must not commit or roll
+/// back that transaction; it may open nested savepoints of its own. It must not keep anything of
+/// an attempt outside the database beyond what a later attempt may safely ignore.
 pub(crate) type Work<T> = Box<dyn for<'a> Fn(&'a DatabaseTransaction, &'a UnitSink) -> TxFuture<'a, T> + Send + Sync>;
 
 /// Helps type inference turn a closure into a [`Work`].
@@ -103,6 +109,11 @@ const MAX_ATTEMPTS: usize = 5;
 
 #[async_trait::async_trait]
 trait Job: Send {
+    /// Runs the unit once, with no savepoint of its own (the optimistic pass): `true` when it and
+    /// its idempotency record succeeded. On `false` the writer rolls the whole batch back.
+    async fn run_once(&mut self, txn: &DatabaseTransaction) -> bool;
+    /// Forgets what [`Job::run_once`] kept, after its batch was rolled back.
+    fn reset(&mut self);
     /// Runs the unit inside the batch's transaction; the writer has just set `savepoint`.
     async fn run(&mut self, txn: &DatabaseTransaction, savepoint: &str);
     /// The database rolled back the whole transaction while this unit ran.
@@ -142,6 +153,28 @@ async fn rollback_to(txn: &DatabaseTransaction, savepoint: &str) -> Result<(), S
 
 #[async_trait::async_trait]
 impl<T: Send + Sync + 'static> Job for UnitJob<T> {
+    async fn run_once(&mut self, txn: &DatabaseTransaction) -> bool {
+        let sink = UnitSink::default();
+        let Ok(value) = (self.work)(txn, &sink).await else {
+            return false;
+        };
+        if let Some(idem) = &self.idem
+            && idempotency::record_success(txn, idem, &value).await.is_err()
+        {
+            return false;
+        }
+        self.kept = sink.take();
+        self.audit_row = self.audit.as_ref().map(|audit| audit.success_row(&value));
+        self.outcome = Some(Ok(value));
+        true
+    }
+
+    fn reset(&mut self) {
+        self.outcome = None;
+        self.kept = UnitRows::default();
+        self.audit_row = None;
+    }
+
     async fn run(&mut self, txn: &DatabaseTransaction, savepoint: &str) {
         // When ROLLBACK TO itself fails, the connection or the transaction is gone: nothing of
         // this batch can be reported as done. `TransactionAborted` makes the writer abort it.
@@ -151,7 +184,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
             let sink = UnitSink::default();
             match (self.work)(txn, &sink).await {
                 Ok(value) => {
-                    let recorded = match self.idem.take() {
+                    let recorded = match &self.idem {
                         Some(idem) => idempotency::record_success(txn, idem, &value).await,
                         None => Ok(()),
                     };
@@ -185,7 +218,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
                         // with the batch's, outside what was rolled back.
                         self.audit_row = Some(audit.refusal_row(&e));
                     }
-                    if let Some(idem) = self.idem.take() {
+                    if let Some(idem) = &self.idem {
                         // A business refusal is the request's answer and is kept with its key.
                         match idempotency::record_failure(txn, idem, &e).await {
                             Ok(()) => {}
@@ -372,16 +405,42 @@ impl WriterLoop {
         }
     }
 
-    async fn run_batch(&self, mut batch: Vec<Box<dyn Job>>) {
+    /// The common case first: every unit runs once, with no savepoint, in one transaction. That
+    /// saves a round trip per unit; the price is paid only when a unit fails (a refusal, a
+    /// conflict, a panic), when the whole batch is rolled back and runs again through
+    /// [`WriterLoop::with_savepoints`] (units may run more than once anyway). Returns the open
+    /// transaction when every unit succeeded.
+    async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<DatabaseTransaction> {
+        let txn = self.db.begin_with_options(self.options).await.ok()?;
+        for job in batch.iter_mut() {
+            let done = AssertUnwindSafe(job.run_once(&txn))
+                .catch_unwind()
+                .await
+                .unwrap_or(false);
+            if !done {
+                let _ = txn.rollback().await;
+                for job in batch.iter_mut() {
+                    job.reset();
+                }
+                return None;
+            }
+        }
+        Some(txn)
+    }
+
+    /// Runs every unit in a savepoint of its own, so that a failing unit is rolled back alone.
+    /// Returns the open transaction, or `None` when the database rolled the whole transaction
+    /// back (every unit has then been answered).
+    async fn with_savepoints(&self, batch: &mut Vec<Box<dyn Job>>) -> Option<DatabaseTransaction> {
         let txn = match self.db.begin_with_options(self.options).await {
             Ok(txn) => txn,
             Err(e) => {
                 tracing::error!(error = %e, "could not begin a write transaction");
                 let err = StoreError::from(e);
-                for job in batch {
+                for job in batch.drain(..) {
                     job.finish(Err(err.clone()));
                 }
-                return;
+                return None;
             }
         };
         for (i, job) in batch.iter_mut().enumerate() {
@@ -411,12 +470,24 @@ impl WriterLoop {
                 // be told "done". They all get a retryable error and nothing is committed.
                 tracing::warn!(units = batch.len(), "the database rolled back the shared transaction");
                 let _ = txn.rollback().await;
-                for job in batch {
+                for job in batch.drain(..) {
                     job.finish(Err(StoreError::TransactionAborted));
                 }
-                return;
+                return None;
             }
         }
+        Some(txn)
+    }
+
+    async fn run_batch(&self, mut batch: Vec<Box<dyn Job>>) {
+        let txn = match self.optimistic(&mut batch).await {
+            Some(txn) => txn,
+            None => match self.with_savepoints(&mut batch).await {
+                Some(txn) => txn,
+                // Every unit has been answered.
+                None => return,
+            },
+        };
         // The outbox, sync-job and audit rows of the whole batch: one multi-row INSERT each
         // instead of one per unit. Their ids are fresh (a sync job's is the id of the object its
         // unit created) and the tables have no foreign keys, so they fail only when the
