@@ -17,6 +17,7 @@
 //!
 //! Numbers on a shared machine are noisy; the ratios to the same-run baseline are what to compare.
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,6 +146,10 @@ struct RunResult {
     p95: f64,
     p99: f64,
     cpu_ms_per_req: f64,
+    /// PostgreSQL's CPU per request (all local `postgres` processes), when it runs here.
+    db_cpu_ms_per_req: Option<f64>,
+    /// Units of work per commit of the group-commit writer during the run.
+    units_per_commit: Option<f64>,
     rss_mb: f64,
 }
 
@@ -243,13 +248,19 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         .build()
         .map_err(|e| e.to_string())?;
 
+    let probe = Probe {
+        pid,
+        client: &client,
+        base: &base,
+        postgres: backend == "postgres",
+    };
     let pay = pay_op(&client, &base, &orders);
     // Warm-up: connections, statement caches, allocator.
     let _ = closed_loop(&pay, &next, 16, Duration::from_secs(1)).await;
     let mut runs = Vec::new();
     for &c in &args.connections {
         eprintln!("[{backend}] closed loop, {c} connections, {} s", args.duration);
-        let before = proc_stats(pid);
+        let before = probe.sample().await;
         let (lat, errors, took) = closed_loop(&pay, &next, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
             format!("create payment, closed, {c} conns"),
@@ -258,13 +269,13 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
             errors,
             took,
             before,
-            proc_stats(pid),
+            probe.sample().await,
         ));
     }
     let best = runs.iter().map(|r| r.achieved).fold(0.0, f64::max);
     let rate = args.rate.unwrap_or(((best * 0.7) as u64).max(50));
     eprintln!("[{backend}] open loop, {rate}/s, {} s", args.duration);
-    let before = proc_stats(pid);
+    let before = probe.sample().await;
     let (lat, errors, took) = open_loop(&pay, &next, rate, Duration::from_secs(args.duration)).await;
     runs.push(summarise(
         format!("create payment, open, {rate}/s"),
@@ -273,7 +284,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         errors,
         took,
         before,
-        proc_stats(pid),
+        probe.sample().await,
     ));
     let used = next.load(Ordering::Relaxed);
     let notify = notify_op(&client, &base, &references);
@@ -283,7 +294,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
             "[{backend}] Octopus notification ingestion, closed loop, {c} connections, {} s",
             args.duration
         );
-        let before = proc_stats(pid);
+        let before = probe.sample().await;
         let (lat, errors, took) = closed_loop(&notify, &next_note, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
             format!("octopus notification, closed, {c} conns"),
@@ -292,7 +303,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
             errors,
             took,
             before,
-            proc_stats(pid),
+            probe.sample().await,
         ));
     }
     if next_note.load(Ordering::Relaxed) >= references.len() {
@@ -534,14 +545,89 @@ fn proc_stats(pid: u32) -> ProcStats {
     ProcStats { cpu_secs, rss_kb }
 }
 
+/// CPU seconds used so far by each local PostgreSQL process (`comm` = `postgres`: backends,
+/// WAL writer, checkpointer), so a run can report the database's CPU per request beside the
+/// server's. Meaningful only when the server under test is on this machine.
+fn postgres_cpu() -> HashMap<u32, f64> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() == "postgres" {
+            // Own time plus reaped children's (cutime, cstime): a backend that exits during the
+            // run (pgbench disconnecting) is reaped by the postmaster, whose children's time
+            // then holds it.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let ticks: f64 = after
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum();
+            out.insert(pid, ticks / 100.0);
+        }
+    }
+    out
+}
+
+/// What the server (and, on PostgreSQL, the database) had used at one instant.
+struct Sample {
+    server: ProcStats,
+    database: Option<HashMap<u32, f64>>,
+    /// The writer's (commits, units of work) from `GET /metrics`.
+    writer: Option<(u64, u64)>,
+}
+
+/// Where to take [`Sample`]s from.
+struct Probe<'a> {
+    pid: u32,
+    client: &'a reqwest::Client,
+    base: &'a str,
+    postgres: bool,
+}
+
+impl Probe<'_> {
+    async fn sample(&self) -> Sample {
+        Sample {
+            server: proc_stats(self.pid),
+            database: self.postgres.then(postgres_cpu),
+            writer: self.writer_counters().await,
+        }
+    }
+
+    async fn writer_counters(&self) -> Option<(u64, u64)> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        Some((value("jinliu_db_commits_total")?, value("jinliu_db_units_total")?))
+    }
+}
+
 fn summarise(
     label: String,
     offered: Option<f64>,
     mut lat: Vec<u32>,
     errors: u64,
     took: Duration,
-    before: ProcStats,
-    after: ProcStats,
+    before: Sample,
+    after: Sample,
 ) -> RunResult {
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -562,11 +648,26 @@ fn summarise(
         p95: pct(0.95),
         p99: pct(0.99),
         cpu_ms_per_req: if ok > 0 {
-            (after.cpu_secs - before.cpu_secs) * 1000.0 / ok as f64
+            (after.server.cpu_secs - before.server.cpu_secs) * 1000.0 / ok as f64
         } else {
             0.0
         },
-        rss_mb: after.rss_kb as f64 / 1024.0,
+        db_cpu_ms_per_req: match (&before.database, &after.database) {
+            (Some(b), Some(a)) if ok > 0 => {
+                // A process that started during the run counts from zero.
+                let used: f64 = a
+                    .iter()
+                    .map(|(pid, secs)| secs - b.get(pid).copied().unwrap_or(0.0))
+                    .sum();
+                Some(used * 1000.0 / ok as f64)
+            }
+            _ => None,
+        },
+        units_per_commit: match (before.writer, after.writer) {
+            (Some((c0, u0)), Some((c1, u1))) if c1 > c0 => Some((u1 - u0) as f64 / (c1 - c0) as f64),
+            _ => None,
+        },
+        rss_mb: after.server.rss_kb as f64 / 1024.0,
     }
 }
 
@@ -576,7 +677,7 @@ fn render(
     runs: &[RunResult],
     baseline: f64,
     base_conc: usize,
-    pgbench: Option<f64>,
+    pgbench: Option<PgBench>,
     conns: usize,
     used: usize,
     seeded: usize,
@@ -585,21 +686,24 @@ fn render(
     s.push_str(&format!(
         "baseline: raw payment+event inserts, one transaction each, {base_conc} connection(s): {baseline:.0} tx/s\n"
     ));
-    if let Some(tps) = pgbench {
-        s.push_str(&format!("baseline: pgbench -N, {conns} clients: {tps:.0} tps\n"));
+    if let Some(PgBench { tps, db_cpu_ms_per_tx }) = pgbench {
+        let cpu = db_cpu_ms_per_tx
+            .map(|ms| format!(", database CPU {ms:.3} ms/tx"))
+            .unwrap_or_default();
+        s.push_str(&format!("baseline: pgbench -N, {conns} clients: {tps:.0} tps{cpu}\n"));
     }
-    s.push_str("\n| run | offered/s | achieved/s | ok | errors | p50 ms | p95 ms | p99 ms | server CPU ms/req | server RSS MB | × raw inserts |");
+    s.push_str("\n| run | offered/s | achieved/s | ok | errors | p50 ms | p95 ms | p99 ms | server CPU ms/req | database CPU ms/req | units/commit | server RSS MB | × raw inserts |");
     if pgbench.is_some() {
         s.push_str(" × pgbench -N |");
     }
-    s.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|");
+    s.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if pgbench.is_some() {
         s.push_str("---|");
     }
     s.push('\n');
     for r in runs {
         s.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.1} | {:.2} |",
+            "| {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {:.1} | {:.2} |",
             r.label,
             r.offered.map(|o| format!("{o:.0}")).unwrap_or_else(|| "-".into()),
             r.achieved,
@@ -609,10 +713,16 @@ fn render(
             r.p95,
             r.p99,
             r.cpu_ms_per_req,
+            r.db_cpu_ms_per_req
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            r.units_per_commit
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into()),
             r.rss_mb,
             r.achieved / baseline.max(1e-9),
         ));
-        if let Some(tps) = pgbench {
+        if let Some(PgBench { tps, .. }) = pgbench {
             s.push_str(&format!(" {:.2} |", r.achieved / tps.max(1e-9)));
         }
         s.push('\n');
@@ -626,7 +736,7 @@ fn render(
 }
 
 /// `pgbench -N` (no updates of the branch/teller tables) at `clients`, when pgbench is installed.
-async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<f64> {
+async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<PgBench> {
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", "10", url])
         .stdout(Stdio::null())
@@ -639,6 +749,7 @@ async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<f64> {
         return None;
     }
     eprintln!("baseline: pgbench -N -c {clients} -T {secs}");
+    let before = postgres_cpu();
     let out = Command::new("pgbench")
         .args([
             "-N",
@@ -654,11 +765,30 @@ async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<f64> {
         .output()
         .await
         .ok()?;
+    let used: f64 = postgres_cpu()
+        .iter()
+        .map(|(pid, secs)| secs - before.get(pid).copied().unwrap_or(0.0))
+        .sum();
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    let field = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    let tps = field("tps = ")?;
+    let done = field("number of transactions actually processed: ").filter(|n| *n > 0.0);
+    Some(PgBench {
+        tps,
+        db_cpu_ms_per_tx: done.map(|n| used * 1000.0 / n),
+    })
+}
+
+/// The `pgbench -N` baseline: its rate, and the database's CPU per transaction.
+#[derive(Clone, Copy)]
+struct PgBench {
+    tps: f64,
+    db_cpu_ms_per_tx: Option<f64>,
 }
 
 /// The realtime run (`--realtime`), on a scratch SQLite database:

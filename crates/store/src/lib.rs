@@ -156,21 +156,24 @@ impl Store {
             Backend::Sqlite => {
                 let sync = config.sqlite_synchronous.clone();
                 let read = Database::connect(sqlite_options(&config.url, config.read_connections, &sync)).await?;
-                let write = Database::connect(sqlite_options(&config.url, 1, &sync)).await?;
-                (read, write, 1)
+                (read, sqlite_options(&config.url, 1, &sync), 1)
             }
             Backend::Postgres | Backend::MySql => {
-                let mut opts = ConnectOptions::new(config.url.clone());
-                opts.max_connections(config.read_connections + config.writers as u32)
-                    .min_connections(1)
-                    .connect_timeout(Duration::from_secs(5))
-                    .acquire_timeout(Duration::from_secs(10))
-                    .sqlx_logging(false);
-                let db = Database::connect(opts).await?;
-                (db.clone(), db, config.writers.max(1))
+                let writers = config.writers.max(1);
+                let server_options = |connections: u32| {
+                    let mut opts = ConnectOptions::new(config.url.clone());
+                    opts.max_connections(connections)
+                        .min_connections(1)
+                        .connect_timeout(Duration::from_secs(5))
+                        .acquire_timeout(Duration::from_secs(10))
+                        .sqlx_logging(false);
+                    opts
+                };
+                let read = Database::connect(server_options(config.read_connections)).await?;
+                (read, server_options(writers as u32), writers)
             }
         };
-        let writer = writer::Writer::start(write, backend, writers, config.max_batch.max(1));
+        let writer = writer::Writer::start(write, backend, writers, config.max_batch.max(1)).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,

@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::FutureExt;
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, IsolationLevel, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, IsolationLevel,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
@@ -286,8 +286,22 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts `tasks` writer loops on `db`.
-    pub(crate) fn start(db: DatabaseConnection, backend: Backend, tasks: usize, max_batch: usize) -> Writer {
+    /// Connects the writers' own pool (`connect`) and starts `tasks` writer loops on it, all on
+    /// one thread of their own with a single-threaded runtime.
+    ///
+    /// Why a thread: a batch is a chain of round trips (each statement waits for the database,
+    /// and on SQLite for the hop to the connection's thread), and each wake-up of a writer
+    /// running on the server's runtime waits behind every request task that became ready
+    /// meanwhile. Under load that queueing, not the database, bounded how many units a second
+    /// the writer got through. On its own thread a writer is woken by the OS scheduler as soon
+    /// as its statement returns. Its pool is made on that thread too, so the connections'
+    /// sockets are driven by the runtime that uses them.
+    pub(crate) async fn start(
+        connect: ConnectOptions,
+        backend: Backend,
+        tasks: usize,
+        max_batch: usize,
+    ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(max_batch * 8);
         let rx = Arc::new(Mutex::new(rx));
         let commits = Arc::new(AtomicU64::new(0));
@@ -310,24 +324,49 @@ impl Writer {
                 sqlite_transaction_mode: None,
             },
         };
-        for _ in 0..tasks {
-            let loop_state = WriterLoop {
-                db: db.clone(),
-                rx: rx.clone(),
-                options,
-                max_batch,
-                commits: commits.clone(),
-                units: units.clone(),
-                events: events.clone(),
-            };
-            tokio::spawn(loop_state.run());
-        }
-        Writer {
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
+        let (loop_commits, loop_units, loop_events) = (commits.clone(), units.clone(), events.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot start the writer's runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("jinliu-writer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let db = match Database::connect(connect).await {
+                        Ok(db) => db,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let loops = (0..tasks).map(|_| {
+                        WriterLoop {
+                            db: db.clone(),
+                            rx: rx.clone(),
+                            options,
+                            max_batch,
+                            commits: loop_commits.clone(),
+                            units: loop_units.clone(),
+                            events: loop_events.clone(),
+                        }
+                        .run()
+                    });
+                    // Every loop returns once the last `Writer` handle (the queue's sender) is gone.
+                    futures::future::join_all(loops).await;
+                    let _ = db.close().await;
+                });
+            })
+            .map_err(|e| StoreError::Config(format!("cannot start the writer's thread: {e}")))?;
+        ready_rx.await.map_err(|_| StoreError::Closed)??;
+        Ok(Writer {
             tx,
             events,
             commits,
             units,
-        }
+        })
     }
 
     /// Queues a unit of work and waits for its committed result.
