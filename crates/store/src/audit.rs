@@ -23,7 +23,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use jinliu_domain::{AuditActor, AuditContext, AuditId, AuditTarget, Timestamp};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{CaseStatement, Expr};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Func};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionSession, TransactionTrait,
@@ -369,7 +369,14 @@ impl Store {
                         .col_expr(audit_log::Column::Seq, seqs.into())
                         .col_expr(audit_log::Column::Mac, macs.into())
                         .filter(audit_log::Column::Id.is_in(chunk.iter().map(|(id, _, _)| id.as_str())))
-                        .filter(audit_log::Column::Seq.is_null())
+                        // "Still unsealed", written so that no index can serve it: the rows are
+                        // found by primary key. As `seq IS NULL`, PostgreSQL's planner picked the
+                        // `seq` index instead (its estimate: a handful of NULLs), whose NULL
+                        // entries include every row sealed since the last vacuum, and spent
+                        // 30–50 ms per pass holding a writer (performance.md, run J).
+                        .filter(
+                            Expr::expr(Func::coalesce([Expr::col(audit_log::Column::Seq), Expr::val(-1i64)])).eq(-1i64),
+                        )
                         .exec(txn)
                         .await;
                     match res {

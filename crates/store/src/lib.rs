@@ -166,6 +166,7 @@ impl Store {
                         .min_connections(1)
                         .connect_timeout(Duration::from_secs(5))
                         .acquire_timeout(Duration::from_secs(10))
+                        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                         .sqlx_logging(false);
                     opts
                 };
@@ -231,11 +232,18 @@ impl Store {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is handed out, in case the server, a
+/// proxy or a firewall dropped it meanwhile. The pools' default pinged on every checkout: one
+/// more round trip per read and per writer batch (on SQLite, one more hop to the connection's
+/// thread), for connections that were in use a moment ago.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     let sync = synchronous.to_owned();
     opts.max_connections(connections)
         .min_connections(1)
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |o| {
             use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
