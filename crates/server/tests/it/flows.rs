@@ -401,6 +401,36 @@ async fn health_and_readiness_answer() {
 }
 
 #[tokio::test]
+async fn the_metrics_page_counts_the_writers_commits_and_units_of_work() {
+    let app = spawn_app().await;
+    let counter = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    let before = app.get("/metrics").await;
+    assert_eq!(before.status, 200);
+    let (commits, units) = (
+        counter(&before.text, "jinliu_db_commits_total"),
+        counter(&before.text, "jinliu_db_units_total"),
+    );
+    for _ in 0..3 {
+        app.order("100", "TWD").await;
+    }
+    let after = app.get("/metrics").await.text;
+    let (commits_after, units_after) = (
+        counter(&after, "jinliu_db_commits_total"),
+        counter(&after, "jinliu_db_units_total"),
+    );
+    // Three orders are three units of work, in one to three commits (concurrent background
+    // units may add to both).
+    assert!(units_after >= units + 3, "units {units} -> {units_after}");
+    assert!(commits_after > commits, "commits {commits} -> {commits_after}");
+    assert!(units_after - units >= commits_after - commits);
+}
+
+#[tokio::test]
 async fn orders_are_listed_with_status_date_and_cursor_filters() {
     let app = spawn_app().await;
     let taipei_now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Taipei);

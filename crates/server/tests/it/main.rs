@@ -96,6 +96,20 @@ pub fn request(client: &reqwest::Client, method: &axum::http::Method, url: Strin
     }
 }
 
+/// The process's Prometheus recorder, shared by every test server in it: the metrics crate
+/// allows one recorder per process, as `jinliu serve` installs one.
+fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -160,6 +174,7 @@ pub async fn spawn_node(
         .unwrap_or_else(|e| panic!("store: {e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
     let mut app = jinliu_server::build_with_store(config, store.clone()).unwrap_or_else(|e| panic!("build: {e}"));
+    app.metrics = metrics_handle();
     if let Some(c) = &clock {
         app.clock = c.clone();
     }
