@@ -104,11 +104,21 @@ pub async fn run(app: AppState) {
             _ = tick.tick() => {}
             () = wake.notified() => {}
         }
+        let started = tokio::time::Instant::now();
         if let Err(e) = run_once(&app).await {
             tracing::warn!(error = %e, "webhook pass failed");
         }
+        // Under a steady stream of commits the event feed wakes the worker after every batch,
+        // and each pass costs a lease claim, a relay transaction in the group-commit writer
+        // and a delivery query however few events it finds. Wake-ups that arrive meanwhile are
+        // kept (one permit) and served after this gap: a lone event still leaves at once, a
+        // busy server relays at most every `MIN_PASS_GAP` in larger batches.
+        tokio::time::sleep_until(started + MIN_PASS_GAP).await;
     }
 }
+
+/// The least time from the start of one wake-up pass to the next.
+const MIN_PASS_GAP: Duration = Duration::from_millis(50);
 
 /// One pass: relay, then send what is due (again and again while full batches come back).
 pub async fn run_once(app: &AppState) -> Result<Pass, jinliu_store::StoreError> {
