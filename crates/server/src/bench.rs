@@ -528,13 +528,8 @@ struct ProcStats {
 
 /// CPU seconds (user + system) and resident memory of a process, from /proc (Linux).
 fn proc_stats(pid: u32) -> ProcStats {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // USER_HZ is 100 on Linux x86_64 and aarch64.
-    let cpu_secs = (ticks(11) + ticks(12)) / 100.0;
+    let [utime, stime, _, _] = cpu_secs(pid);
+    let cpu_secs = utime + stime;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kb = status
         .lines()
@@ -543,6 +538,29 @@ fn proc_stats(pid: u32) -> ProcStats {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     ProcStats { cpu_secs, rss_kb }
+}
+
+/// A process's utime, stime, cutime and cstime (its reaped children's) in seconds, from
+/// /proc/<pid>/stat (fields 14–17); zeros when it is gone.
+fn cpu_secs(pid: u32) -> [f64; 4] {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name, which may itself hold spaces.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let mut out = [0.0; 4];
+    for (slot, v) in out.iter_mut().zip(after.split_whitespace().skip(11)) {
+        // USER_HZ is 100 on Linux x86_64 and aarch64.
+        *slot = v.parse::<f64>().unwrap_or(0.0) / 100.0;
+    }
+    out
+}
+
+/// CPU seconds used between two [`postgres_cpu`] snapshots (a process that started meanwhile
+/// counts from zero).
+fn postgres_cpu_used(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+    after
+        .iter()
+        .map(|(pid, secs)| secs - before.get(pid).copied().unwrap_or(0.0))
+        .sum()
 }
 
 /// CPU seconds used so far by each local PostgreSQL process (`comm` = `postgres`: backends,
@@ -562,15 +580,7 @@ fn postgres_cpu() -> HashMap<u32, f64> {
             // Own time plus reaped children's (cutime, cstime): a backend that exits during the
             // run (pgbench disconnecting) is reaped by the postmaster, whose children's time
             // then holds it.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let ticks: f64 = after
-                .split_whitespace()
-                .skip(11)
-                .take(4)
-                .filter_map(|v| v.parse::<f64>().ok())
-                .sum();
-            out.insert(pid, ticks / 100.0);
+            out.insert(pid, cpu_secs(pid).iter().sum());
         }
     }
     out
@@ -653,14 +663,7 @@ fn summarise(
             0.0
         },
         db_cpu_ms_per_req: match (&before.database, &after.database) {
-            (Some(b), Some(a)) if ok > 0 => {
-                // A process that started during the run counts from zero.
-                let used: f64 = a
-                    .iter()
-                    .map(|(pid, secs)| secs - b.get(pid).copied().unwrap_or(0.0))
-                    .sum();
-                Some(used * 1000.0 / ok as f64)
-            }
+            (Some(b), Some(a)) if ok > 0 => Some(postgres_cpu_used(b, a) * 1000.0 / ok as f64),
             _ => None,
         },
         units_per_commit: match (before.writer, after.writer) {
@@ -765,10 +768,7 @@ async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<PgBench> {
         .output()
         .await
         .ok()?;
-    let used: f64 = postgres_cpu()
-        .iter()
-        .map(|(pid, secs)| secs - before.get(pid).copied().unwrap_or(0.0))
-        .sum();
+    let used = postgres_cpu_used(&before, &postgres_cpu());
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |prefix: &str| -> Option<f64> {
         text.lines()
