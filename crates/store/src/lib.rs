@@ -155,8 +155,8 @@ impl Store {
         let (read, write, writers) = match backend {
             Backend::Sqlite => {
                 let sync = config.sqlite_synchronous.clone();
-                let read = Database::connect(sqlite_options(&config.url, config.read_connections, &sync)).await?;
-                (read, sqlite_options(&config.url, 1, &sync), 1)
+                let read = Database::connect(sqlite_options(&config.url, config.read_connections, &sync, 100)).await?;
+                (read, sqlite_options(&config.url, 1, &sync, WRITER_STATEMENT_CACHE), 1)
             }
             Backend::Postgres | Backend::MySql => {
                 let writers = config.writers.max(1);
@@ -171,7 +171,9 @@ impl Store {
                     opts
                 };
                 let read = Database::connect(server_options(config.read_connections)).await?;
-                (read, server_options(writers as u32), writers)
+                let mut write = server_options(writers as u32);
+                writer_sessions(&mut write);
+                (read, write, writers)
             }
         };
         let writer = writer::Writer::start(write, backend, writers, config.max_batch.max(1)).await?;
@@ -238,7 +240,42 @@ impl Store {
 /// thread), for connections that were in use a moment ago.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
-fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOptions {
+/// Prepared statements each writer connection keeps (sqlx's default is 100). The writer's
+/// multi-row statements have one text per row count (the batch's payments, outbox, sync-job and
+/// audit rows, its order claims), so batches of up to a few dozen units use a few hundred
+/// texts; with 100 the cache kept evicting them, and each eviction costs a `Close` and the next
+/// use a `Parse` round trip (on SQLite a parse) again.
+const WRITER_STATEMENT_CACHE: usize = 512;
+
+/// Makes READ COMMITTED the isolation level of every transaction on the writers' connections, set
+/// once per connection rather than per transaction: the writer then opens a batch with a bare
+/// `BEGIN`. SeaORM sends a transaction's isolation level as a statement of its own (`SET
+/// TRANSACTION …`, after `BEGIN` on PostgreSQL and before it on MySQL), one more round trip per
+/// batch. The writer needs READ COMMITTED so that a unit retried after a version conflict reads
+/// the row another node has just committed; it is PostgreSQL's default but not MySQL's, and a
+/// server's configured default may differ either way.
+///
+/// Also gives the writers' connections a larger prepared-statement cache
+/// ([`WRITER_STATEMENT_CACHE`]).
+fn writer_sessions(opts: &mut ConnectOptions) {
+    opts.map_sqlx_postgres_opts(move |o| {
+        o.options([("default_transaction_isolation", "read committed")])
+            .statement_cache_capacity(WRITER_STATEMENT_CACHE)
+    })
+    .map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(WRITER_STATEMENT_CACHE))
+    .map_sqlx_mysql_pool_opts(|o| {
+        o.after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await
+                    .map(|_| ())
+            })
+        })
+    });
+}
+
+fn sqlite_options(url: &str, connections: u32, synchronous: &str, statement_cache: usize) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     let sync = synchronous.to_owned();
     opts.max_connections(connections)
@@ -258,6 +295,7 @@ fn sqlite_options(url: &str, connections: u32, synchronous: &str) -> ConnectOpti
                 .busy_timeout(Duration::from_secs(10))
                 .create_if_missing(true)
                 .foreign_keys(true)
+                .statement_cache_capacity(statement_cache)
                 // The writer's savepoint journal (the pages each unit changes, kept so that the
                 // unit can be rolled back alone) stays in memory instead of spilling to a temp
                 // file; it is never needed after the transaction, so this costs no durability.

@@ -12,7 +12,7 @@ use crate::entity::{payments, provider_notifications};
 use crate::error::{found, is_unique_violation};
 use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
-use crate::persist::{ByKey, claim_order, record_events, update_order, update_payment};
+use crate::persist::{ByKey, claim_order, insert_payment, record_events, update_order, update_payment};
 use crate::sync::{SyncKind, schedule};
 use crate::writer::{UnitSink, work};
 use crate::{Scope, Store, StoreError};
@@ -168,18 +168,10 @@ impl Store {
                 // Claim the order: a unit that completes or cancels another attempt of it in a
                 // concurrent batch (another writer, another node) then conflicts and re-reads,
                 // instead of both committing and leaving a payable attempt on a paid order.
-                claim_order(txn, &order.id, order.version).await?;
-                match payments::Entity::insert(payment_to_row(&payment))
-                    .exec_without_returning(txn)
-                    .await
-                {
-                    Ok(_) => {}
-                    // The provider handed out a reference it had already given another payment.
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::Corrupt("duplicate provider reference".into()));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                // Both writes may be left to the writer, which makes those of a run of new
+                // attempts in two statements (`persist::Deferred`).
+                claim_order(txn, sink, &order.id, order.version).await?;
+                insert_payment(txn, sink, payment_to_row(&payment)).await?;
                 record_events(
                     sink,
                     &payment.merchant_id,
@@ -198,7 +190,7 @@ impl Store {
             })
         });
         self.writer()
-            .submit_audited(
+            .submit_deferring(
                 w,
                 idem,
                 Some(AuditSpec::new(

@@ -38,14 +38,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::FutureExt;
 use sea_orm::{
-    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, IsolationLevel,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
 use crate::audit::{self, AuditSpec};
 use crate::entity::{audit_log, sync_jobs};
 use crate::idempotency::{self, IdemRequest};
+use crate::persist::Deferred;
 use crate::{Backend, OutboxEvent, StoreError, persist};
 
 /// The future a unit of work returns; it borrows the batch's transaction and its event sink.
@@ -73,15 +74,37 @@ where
 /// what the unit produced, not what survived inside it. Only rows that cannot conflict belong
 /// here (fresh ids, tables without foreign keys): a failed multi-row INSERT fails the whole batch.
 #[derive(Debug, Default)]
-pub(crate) struct UnitSink(std::sync::Mutex<UnitRows>);
+pub(crate) struct UnitSink {
+    rows: std::sync::Mutex<UnitRows>,
+    /// Whether this attempt may leave some of its writes to the writer ([`Deferred`]).
+    defer: bool,
+}
 
 #[derive(Debug, Default)]
 struct UnitRows {
     events: Vec<OutboxEvent>,
     sync_jobs: Vec<sync_jobs::ActiveModel>,
+    deferred: Deferred,
 }
 
 impl UnitSink {
+    fn new(defer: bool) -> UnitSink {
+        UnitSink {
+            rows: Default::default(),
+            defer,
+        }
+    }
+
+    /// Whether the writer makes this attempt's [`Deferred`] writes for it: only in a batch's
+    /// optimistic pass, and only for units submitted with [`Writer::submit_deferring`].
+    pub(crate) fn defers(&self) -> bool {
+        self.defer
+    }
+
+    pub(crate) fn defer(&self, f: impl FnOnce(&mut Deferred)) {
+        f(&mut self.rows().deferred)
+    }
+
     pub(crate) fn record(&self, events: impl IntoIterator<Item = OutboxEvent>) {
         self.rows().events.extend(events);
     }
@@ -92,7 +115,7 @@ impl UnitSink {
 
     fn rows(&self) -> std::sync::MutexGuard<'_, UnitRows> {
         // Never held across an await; a poisoned lock still holds valid rows.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn take(&self) -> UnitRows {
@@ -109,9 +132,12 @@ const MAX_ATTEMPTS: usize = 5;
 
 #[async_trait::async_trait]
 trait Job: Send {
+    /// Whether the unit was submitted with [`Writer::submit_deferring`].
+    fn defers(&self) -> bool;
     /// Runs the unit once, with no savepoint of its own (the optimistic pass): `true` when it and
-    /// its idempotency record succeeded. On `false` the writer rolls the whole batch back.
-    async fn run_once(&mut self, txn: &DatabaseTransaction) -> bool;
+    /// its idempotency record succeeded, and then its deferred writes are added to `deferred`.
+    /// On `false` the writer rolls the whole batch back.
+    async fn run_once(&mut self, txn: &DatabaseTransaction, deferred: &mut Deferred) -> bool;
     /// Forgets what [`Job::run_once`] kept, after its batch was rolled back.
     fn reset(&mut self);
     /// Runs the unit inside the batch's transaction; the writer has just set `savepoint`.
@@ -139,6 +165,7 @@ struct UnitJob<T> {
     outcome: Option<Result<T, StoreError>>,
     kept: UnitRows,
     audit_row: Option<audit_log::ActiveModel>,
+    defers: bool,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -153,8 +180,12 @@ async fn rollback_to(txn: &DatabaseTransaction, savepoint: &str) -> Result<(), S
 
 #[async_trait::async_trait]
 impl<T: Send + Sync + 'static> Job for UnitJob<T> {
-    async fn run_once(&mut self, txn: &DatabaseTransaction) -> bool {
-        let sink = UnitSink::default();
+    fn defers(&self) -> bool {
+        self.defers
+    }
+
+    async fn run_once(&mut self, txn: &DatabaseTransaction, deferred: &mut Deferred) -> bool {
+        let sink = UnitSink::new(self.defers);
         let Ok(value) = (self.work)(txn, &sink).await else {
             return false;
         };
@@ -164,6 +195,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
             return false;
         }
         self.kept = sink.take();
+        deferred.append(&mut self.kept.deferred);
         self.audit_row = self.audit.as_ref().map(|audit| audit.success_row(&value));
         self.outcome = Some(Ok(value));
         true
@@ -181,7 +213,8 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let sink = UnitSink::default();
+            // Never deferring here: a unit run with savepoints must meet its conflicts itself.
+            let sink = UnitSink::new(false);
             match (self.work)(txn, &sink).await {
                 Ok(value) => {
                     let recorded = match &self.idem {
@@ -275,6 +308,9 @@ pub struct WriterStats {
     pub commits: u64,
     /// Units of work run.
     pub units: u64,
+    /// Batches whose optimistic pass failed (a unit refused or conflicted, or a deferred write
+    /// missed) and which were run again with a savepoint per unit.
+    pub reruns: u64,
 }
 
 /// The handle to the writer tasks.
@@ -283,6 +319,7 @@ pub(crate) struct Writer {
     events: broadcast::Sender<OutboxEvent>,
     commits: Arc<AtomicU64>,
     units: Arc<AtomicU64>,
+    reruns: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -306,6 +343,7 @@ impl Writer {
         let rx = Arc::new(Mutex::new(rx));
         let commits = Arc::new(AtomicU64::new(0));
         let units = Arc::new(AtomicU64::new(0));
+        let reruns = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(EVENT_FEED_CAPACITY);
         let options = match backend {
             // IMMEDIATE takes the write lock at BEGIN, so a batch never fails half-way on a lock
@@ -317,15 +355,17 @@ impl Writer {
             },
             // READ COMMITTED so that a unit retried after a version conflict re-reads the row
             // another node just committed (MySQL's default REPEATABLE READ would show it the old
-            // snapshot forever).
+            // snapshot forever). Set on each of the writers' connections when it is made
+            // (`read_committed_sessions` in lib.rs), so a batch begins with a bare `BEGIN`.
             Backend::Postgres | Backend::MySql => TransactionOptions {
-                isolation_level: Some(IsolationLevel::ReadCommitted),
-                access_mode: Some(AccessMode::ReadWrite),
+                isolation_level: None,
+                access_mode: None,
                 sqlite_transaction_mode: None,
             },
         };
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
-        let (loop_commits, loop_units, loop_events) = (commits.clone(), units.clone(), events.clone());
+        let (loop_commits, loop_units, loop_reruns, loop_events) =
+            (commits.clone(), units.clone(), reruns.clone(), events.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -350,6 +390,7 @@ impl Writer {
                             max_batch,
                             commits: loop_commits.clone(),
                             units: loop_units.clone(),
+                            reruns: loop_reruns.clone(),
                             events: loop_events.clone(),
                         }
                         .run()
@@ -366,6 +407,7 @@ impl Writer {
             events,
             commits,
             units,
+            reruns,
         })
     }
 
@@ -386,6 +428,27 @@ impl Writer {
         idem: Option<IdemRequest<T>>,
         audit: Option<AuditSpec<T>>,
     ) -> Result<T, StoreError> {
+        self.enqueue(work, idem, audit, false).await
+    }
+
+    /// Like [`Writer::submit_audited`], for a unit that may leave its [`Deferred`] writes to the
+    /// writer (see [`UnitSink::defers`]).
+    pub(crate) async fn submit_deferring<T: Send + Sync + 'static>(
+        &self,
+        work: Work<T>,
+        idem: Option<IdemRequest<T>>,
+        audit: Option<AuditSpec<T>>,
+    ) -> Result<T, StoreError> {
+        self.enqueue(work, idem, audit, true).await
+    }
+
+    async fn enqueue<T: Send + Sync + 'static>(
+        &self,
+        work: Work<T>,
+        idem: Option<IdemRequest<T>>,
+        audit: Option<AuditSpec<T>>,
+        defers: bool,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(UnitJob {
             work,
@@ -394,6 +457,7 @@ impl Writer {
             outcome: None,
             kept: UnitRows::default(),
             audit_row: None,
+            defers,
             reply,
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
@@ -409,6 +473,7 @@ impl Writer {
         WriterStats {
             commits: self.commits.load(Ordering::Relaxed),
             units: self.units.load(Ordering::Relaxed),
+            reruns: self.reruns.load(Ordering::Relaxed),
         }
     }
 }
@@ -420,6 +485,7 @@ struct WriterLoop {
     max_batch: usize,
     commits: Arc<AtomicU64>,
     units: Arc<AtomicU64>,
+    reruns: Arc<AtomicU64>,
     events: broadcast::Sender<OutboxEvent>,
 }
 
@@ -449,22 +515,39 @@ impl WriterLoop {
     /// conflict, a panic), when the whole batch is rolled back and runs again through
     /// [`WriterLoop::with_savepoints`] (units may run more than once anyway). Returns the open
     /// transaction when every unit succeeded.
+    ///
+    /// Units submitted with [`Writer::submit_deferring`] leave their [`Deferred`] writes here; a
+    /// run of such units has them made in one go, before the next unit that does not defer (which
+    /// may read what they wrote) and at the end. A failed flush fails the pass like a failed unit.
     async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<DatabaseTransaction> {
         let txn = self.db.begin_with_options(self.options).await.ok()?;
+        let mut deferred = Deferred::default();
+        let mut done = true;
         for job in batch.iter_mut() {
-            let done = AssertUnwindSafe(job.run_once(&txn))
-                .catch_unwind()
-                .await
-                .unwrap_or(false);
+            if !job.defers() && !deferred.is_empty() {
+                done = deferred.flush(&txn).await.is_ok();
+            }
+            done = done
+                && AssertUnwindSafe(job.run_once(&txn, &mut deferred))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or(false);
             if !done {
-                let _ = txn.rollback().await;
-                for job in batch.iter_mut() {
-                    job.reset();
-                }
-                return None;
+                break;
             }
         }
-        Some(txn)
+        if done && !deferred.is_empty() {
+            done = deferred.flush(&txn).await.is_ok();
+        }
+        if done {
+            return Some(txn);
+        }
+        let _ = txn.rollback().await;
+        for job in batch.iter_mut() {
+            job.reset();
+        }
+        self.reruns.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// Runs every unit in a savepoint of its own, so that a failing unit is rolled back alone.
@@ -565,6 +648,67 @@ impl WriterLoop {
         self.units.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for job in batch {
             job.finish(commit.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jinliu_testkit::{Engine, TestDb, engines};
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::work;
+    use crate::{Store, StoreConfig};
+
+    /// The isolation level of a transaction the writer opens, as the database reports it.
+    async fn writer_isolation(engine: Engine) -> Option<String> {
+        if !engines().contains(&engine) {
+            return None;
+        }
+        let db = TestDb::new(engine).await;
+        let store = Store::connect(&StoreConfig::new(&db.url))
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        // MySQL 8 knows `transaction_isolation` only; MariaDB before 11.1 `tx_isolation` only.
+        let queries: &[&str] = match engine {
+            Engine::Postgres => &["SELECT current_setting('transaction_isolation') AS level"],
+            _ => &[
+                "SELECT @@transaction_isolation AS level",
+                "SELECT @@tx_isolation AS level",
+            ],
+        };
+        let level = store
+            .writer()
+            .submit(
+                work(move |txn, _| {
+                    Box::pin(async move {
+                        let mut last = crate::StoreError::NotFound("isolation level");
+                        for sql in queries {
+                            let stmt = Statement::from_string(txn.get_database_backend(), *sql);
+                            match txn.query_one_raw(stmt).await {
+                                Ok(Some(row)) => return Ok(row.try_get::<String>("", "level")?),
+                                Ok(None) => {}
+                                Err(e) => last = e.into(),
+                            }
+                        }
+                        Err(last)
+                    })
+                }),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("query: {e}"));
+        Some(level.to_ascii_lowercase().replace(['-', '_'], " "))
+    }
+
+    // A unit retried after a version conflict must read the row another node has just committed,
+    // which MySQL's default REPEATABLE READ would hide from it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writers_transactions_are_read_committed_on_postgresql_and_mysql() {
+        for engine in [Engine::Postgres, Engine::MySql] {
+            if let Some(level) = writer_isolation(engine).await {
+                assert_eq!(level, "read committed", "{}", engine.name());
+            }
         }
     }
 }

@@ -70,6 +70,9 @@ conformance!(
     finished_webhook_messages_are_purged_after_their_retention_but_pending_ones_stay,
     provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_their_scope,
     hundreds_of_units_in_shared_commits_keep_their_events_and_audit_rows_and_seal_in_one_pass,
+    attempts_on_one_order_submitted_together_each_claim_it_once,
+    a_duplicate_provider_reference_among_attempts_committed_together_fails_alone,
+    attempts_completed_while_they_are_being_created_leave_orders_and_payments_consistent,
 );
 
 fn scope() -> Scope {
@@ -1692,4 +1695,158 @@ async fn provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_th
         .await;
     assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
     assert!(store.has_live_provider_accounts().await.unwrap_or_default());
+}
+
+async fn order_version(store: &Store, id: &OrderId) -> i64 {
+    store
+        .order(&scope(), id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("order {id}"))
+        .version
+}
+
+/// New attempts defer their order claim and payment row to one UPDATE and one INSERT per run of
+/// units (`persist::Deferred`); claims of one order in one run collide, and the batch runs again
+/// unit by unit, where each attempt re-reads the order and claims it at its current version.
+async fn attempts_on_one_order_submitted_together_each_claim_it_once(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let order = store
+        .create_order(new_order(&s, twd(10)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (store, s, order) = (store.clone(), s.clone(), order.clone());
+            tokio::spawn(async move {
+                store
+                    .create_payment(&s, &order, attempt(&order, twd(10), now), None)
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("join: {e}")) {
+            Ok(p) => {
+                assert_eq!(
+                    (p.status, p.order_id.clone()),
+                    (PaymentStatus::Pending, order.id.clone())
+                );
+                created += 1;
+            }
+            // Out of retries against the other writers' claims of the same row: refused whole.
+            Err(StoreError::Conflict) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(created >= 25, "{created} of 30 attempts created");
+    let attempts = store
+        .payments_for_order(&s, &order.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(attempts.len() as i64, created);
+    assert_eq!(order_version(&store, &order.id).await, order.version + created);
+    let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((counts.payments, counts.events), (created as u64, created as u64 + 1));
+}
+
+async fn a_duplicate_provider_reference_among_attempts_committed_together_fails_alone(store: Store, _url: String) {
+    let s = scope();
+    let now = Utc::now();
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        let order = store
+            .create_order(new_order(&s, twd(1 + i)), now, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        orders.push(order);
+    }
+    let tasks: Vec<_> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, order)| {
+            let (store, s, order) = (store.clone(), s.clone(), order.clone());
+            let mut payment = attempt(&order, order.amount, now);
+            if i == 7 || i == 13 {
+                payment.provider_reference = Some("ref-handed-out-twice".into());
+            }
+            tokio::spawn(async move { store.create_payment(&s, &order, payment, None).await })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap_or_else(|e| panic!("join: {e}")) {
+            Ok(_) => assert_eq!(order_version(&store, &orders[i].id).await, orders[i].version + 1),
+            Err(StoreError::Corrupt(_)) => {
+                // Refused whole: the order's claim went with the payment row.
+                assert_eq!(order_version(&store, &orders[i].id).await, orders[i].version);
+                refused.push(i);
+            }
+            Err(other) => panic!("attempt {i}: {other}"),
+        }
+    }
+    assert!(refused == [7] || refused == [13], "refused {refused:?}");
+    let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((counts.orders, counts.payments, counts.events), (20, 19, 20 + 19));
+}
+
+/// A unit that does not defer (here, completing an attempt) runs only after the deferred writes of
+/// the new attempts queued before it have been made, so it finds them; one queued before the
+/// attempt it completes finds nothing. Either way the two objects agree afterwards.
+async fn attempts_completed_while_they_are_being_created_leave_orders_and_payments_consistent(
+    store: Store,
+    _url: String,
+) {
+    let s = scope();
+    let now = Utc::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let order = store
+            .create_order(new_order(&s, twd(1 + i)), now, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let payment = attempt(&order, order.amount, now);
+        let id = payment.id.clone();
+        let (st, sc, o) = (store.clone(), s.clone(), order.clone());
+        let create = tokio::spawn(async move { st.create_payment(&sc, &o, payment, None).await });
+        let st = store.clone();
+        let complete = tokio::spawn(async move {
+            let change = PaymentChange::Complete { transaction_id: None };
+            st.change_payment(None, &id, change, now, None).await
+        });
+        tasks.push((order, create, complete));
+    }
+    for (order, create, complete) in tasks {
+        let created = create.await.unwrap_or_else(|e| panic!("join: {e}"));
+        let created = created.unwrap_or_else(|e| panic!("create: {e}"));
+        let completed = match complete.await.unwrap_or_else(|e| panic!("join: {e}")) {
+            Ok(p) => {
+                assert_eq!(p.status, PaymentStatus::Completed);
+                true
+            }
+            Err(StoreError::NotFound(_)) => false,
+            Err(other) => panic!("complete: {other}"),
+        };
+        let stored = store
+            .payment(&s, &created.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("payment"));
+        let order = store
+            .order(&s, &order.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("order"));
+        let expected = if completed {
+            (PaymentStatus::Completed, OrderStatus::Paid)
+        } else {
+            (PaymentStatus::Pending, OrderStatus::Pending)
+        };
+        assert_eq!((stored.status, order.status), expected);
+    }
 }
