@@ -246,21 +246,31 @@ impl Store {
         let w = work(move |txn, sink| {
             let (id, key, change) = (id.clone(), key.clone(), change.clone());
             Box::pin(async move {
-                // The key goes in inside its own savepoint: a duplicate (the same notification
-                // applied earlier, or by a concurrent transaction that committed first) rolls back
-                // just the insert, and the unit answers "nothing changed". ON CONFLICT DO NOTHING
-                // cannot say which happened on MySQL, whose driver counts matched rows.
-                let savepoint = txn.begin().await?;
-                let inserted = provider_notifications::Entity::insert(provider_notifications::ActiveModel {
+                let row = provider_notifications::ActiveModel {
                     provider: Set(key.provider),
                     account: Set(key.account),
                     reference: Set(key.reference),
                     status_code: Set(key.status_code),
                     payment_id: Set(id.to_string()),
                     received_at: Set(now.timestamp_millis()),
-                })
-                .exec_without_returning(&savepoint)
-                .await;
+                };
+                if sink.optimistic() {
+                    // No savepoint in the optimistic pass: a duplicate fails this unit, and the
+                    // batch runs again with savepoints, taking the branch below. Saves the
+                    // SAVEPOINT and RELEASE round trips of every notification that is new.
+                    provider_notifications::Entity::insert(row)
+                        .exec_without_returning(txn)
+                        .await?;
+                    return apply_change(txn, sink, None, &id, change, now).await.map(Some);
+                }
+                // The key goes in inside its own savepoint: a duplicate (the same notification
+                // applied earlier, or by a concurrent transaction that committed first) rolls back
+                // just the insert, and the unit answers "nothing changed". ON CONFLICT DO NOTHING
+                // cannot say which happened on MySQL, whose driver counts matched rows.
+                let savepoint = txn.begin().await?;
+                let inserted = provider_notifications::Entity::insert(row)
+                    .exec_without_returning(&savepoint)
+                    .await;
                 match inserted {
                     Ok(_) => savepoint.commit().await?,
                     Err(e) if is_unique_violation(&e) => {

@@ -76,6 +76,9 @@ where
 #[derive(Debug, Default)]
 pub(crate) struct UnitSink {
     rows: std::sync::Mutex<UnitRows>,
+    /// Whether this attempt runs in a batch's optimistic pass, where any error of the unit sends
+    /// the whole batch to a second run with a savepoint per unit.
+    optimistic: bool,
     /// Whether this attempt may leave some of its writes to the writer ([`Deferred`]).
     defer: bool,
 }
@@ -88,11 +91,19 @@ struct UnitRows {
 }
 
 impl UnitSink {
-    fn new(defer: bool) -> UnitSink {
+    fn new(optimistic: bool, defer: bool) -> UnitSink {
         UnitSink {
             rows: Default::default(),
-            defer,
+            optimistic,
+            defer: optimistic && defer,
         }
+    }
+
+    /// Whether this attempt runs in its batch's optimistic pass. There a unit need not guard a
+    /// statement that may fail with a savepoint of its own: its failure makes the writer run the
+    /// batch again, the unit then with `optimistic() == false`, where it handles the failure.
+    pub(crate) fn optimistic(&self) -> bool {
+        self.optimistic
     }
 
     /// Whether the writer makes this attempt's [`Deferred`] writes for it: only in a batch's
@@ -185,7 +196,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
     }
 
     async fn run_once(&mut self, txn: &DatabaseTransaction, deferred: &mut Deferred) -> bool {
-        let sink = UnitSink::new(self.defers);
+        let sink = UnitSink::new(true, self.defers);
         let Ok(value) = (self.work)(txn, &sink).await else {
             return false;
         };
@@ -214,7 +225,7 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         let outcome = loop {
             attempt += 1;
             // Never deferring here: a unit run with savepoints must meet its conflicts itself.
-            let sink = UnitSink::new(false);
+            let sink = UnitSink::new(false, false);
             match (self.work)(txn, &sink).await {
                 Ok(value) => {
                     let recorded = match &self.idem {

@@ -1697,6 +1697,19 @@ async fn provider_accounts_keep_one_default_per_provider_and_mode_and_stay_in_th
     assert!(store.has_live_provider_accounts().await.unwrap_or_default());
 }
 
+/// `n` pending orders of 1, 2, … `n` TWD, created one after another.
+async fn pending_orders(store: &Store, n: i64, now: Timestamp) -> Vec<Order> {
+    let mut orders = Vec::new();
+    for i in 0..n {
+        let order = store
+            .create_order(new_order(&scope(), twd(1 + i)), now, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        orders.push(order);
+    }
+    orders
+}
+
 async fn order_version(store: &Store, id: &OrderId) -> i64 {
     store
         .order(&scope(), id)
@@ -1756,14 +1769,7 @@ async fn attempts_on_one_order_submitted_together_each_claim_it_once(store: Stor
 async fn a_duplicate_provider_reference_among_attempts_committed_together_fails_alone(store: Store, _url: String) {
     let s = scope();
     let now = Utc::now();
-    let mut orders = Vec::new();
-    for i in 0..20 {
-        let order = store
-            .create_order(new_order(&s, twd(1 + i)), now, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        orders.push(order);
-    }
+    let orders = pending_orders(&store, 20, now).await;
     let tasks: Vec<_> = orders
         .iter()
         .enumerate()
@@ -1803,11 +1809,7 @@ async fn attempts_completed_while_they_are_being_created_leave_orders_and_paymen
     let s = scope();
     let now = Utc::now();
     let mut tasks = Vec::new();
-    for i in 0..20 {
-        let order = store
-            .create_order(new_order(&s, twd(1 + i)), now, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+    for order in pending_orders(&store, 20, now).await {
         let payment = attempt(&order, order.amount, now);
         let id = payment.id.clone();
         let (st, sc, o) = (store.clone(), s.clone(), order.clone());
