@@ -258,21 +258,32 @@ const WRITER_STATEMENT_CACHE: usize = 512;
 /// Also gives the writers' connections a larger prepared-statement cache
 /// ([`WRITER_STATEMENT_CACHE`]).
 fn writer_sessions(opts: &mut ConnectOptions) {
-    opts.map_sqlx_postgres_opts(move |o| {
-        o.options([("default_transaction_isolation", "read committed")])
-            .statement_cache_capacity(WRITER_STATEMENT_CACHE)
-    })
-    .map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(WRITER_STATEMENT_CACHE))
-    .map_sqlx_mysql_pool_opts(|o| {
-        o.after_connect(|conn, _| {
-            Box::pin(async move {
-                use sqlx::Executor;
-                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .await
-                    .map(|_| ())
+    // A statement after connecting rather than PostgreSQL's `options` startup parameter, which
+    // PgBouncer refuses unless told to ignore it. Through a transaction-pooling proxy a session
+    // setting does not stick, so there the server's default must be READ COMMITTED (PostgreSQL's
+    // own default); the README's configuration table says so.
+    opts.map_sqlx_postgres_opts(move |o| o.statement_cache_capacity(WRITER_STATEMENT_CACHE))
+        .map_sqlx_postgres_pool_opts(|o| {
+            o.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await
+                        .map(|_| ())
+                })
             })
         })
-    });
+        .map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(WRITER_STATEMENT_CACHE))
+        .map_sqlx_mysql_pool_opts(|o| {
+            o.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await
+                        .map(|_| ())
+                })
+            })
+        });
 }
 
 fn sqlite_options(url: &str, connections: u32, synchronous: &str, statement_cache: usize) -> ConnectOptions {

@@ -198,15 +198,28 @@ pub(crate) async fn insert_payment<C: ConnectionTrait>(
 /// ([`claim_order`]) and the new payment rows ([`insert_payment`]).
 ///
 /// Only the writer's optimistic pass defers (see `writer.rs`), and it makes these writes before
-/// it runs any unit that does not defer, so no other unit can read the database without them.
+/// it runs any unit that does not defer, so only the deferring units of the same run can read the
+/// database without them. Hence the rule for a deferring unit: it must not base a decision on
+/// rows another unit may have deferred unless its own claim checks that decision (a new attempt
+/// reads nothing in that pass; it decides on the order its caller read, which its claim checks).
 /// Any miss (a claim whose order moved on, two claims of one order, a duplicate provider
 /// reference) fails the flush; the writer then rolls the batch back and runs it again unit by
 /// unit without deferring, where the unit concerned meets the conflict itself (and retries it, or
 /// reports it) and the others are unaffected.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Deferred {
     order_claims: Vec<(String, i64)>,
     payments: Vec<payments::ActiveModel>,
+}
+
+/// Counts only: a payment row holds its client secret and payment token.
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("order_claims", &self.order_claims.len())
+            .field("payments", &self.payments.len())
+            .finish()
+    }
 }
 
 /// Claims per UPDATE: two bound parameters per claim plus one per id.

@@ -72,8 +72,10 @@ where
 /// status-sync jobs of the objects it created (`sync::schedule`). Record only what the unit keeps
 /// (not work inside a nested savepoint the unit may roll back on its own), since the sink records
 /// what the unit produced, not what survived inside it. Only rows that cannot conflict belong
-/// here (fresh ids, tables without foreign keys): a failed multi-row INSERT fails the whole batch.
-#[derive(Debug, Default)]
+/// in the events and sync jobs (fresh ids, tables without foreign keys): a failed multi-row
+/// INSERT of those fails the whole batch. The [`Deferred`] writes may conflict; a failed flush
+/// sends the batch to its second run instead.
+#[derive(Debug)]
 pub(crate) struct UnitSink {
     rows: std::sync::Mutex<UnitRows>,
     /// Whether this attempt runs in a batch's optimistic pass, where any error of the unit sends
@@ -367,7 +369,7 @@ impl Writer {
             // READ COMMITTED so that a unit retried after a version conflict re-reads the row
             // another node just committed (MySQL's default REPEATABLE READ would show it the old
             // snapshot forever). Set on each of the writers' connections when it is made
-            // (`read_committed_sessions` in lib.rs), so a batch begins with a bare `BEGIN`.
+            // (`writer_sessions` in lib.rs), so a batch begins with a bare `BEGIN`.
             Backend::Postgres | Backend::MySql => TransactionOptions {
                 isolation_level: None,
                 access_mode: None,
@@ -531,7 +533,10 @@ impl WriterLoop {
     /// run of such units has them made in one go, before the next unit that does not defer (which
     /// may read what they wrote) and at the end. A failed flush fails the pass like a failed unit.
     async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<DatabaseTransaction> {
-        let txn = self.db.begin_with_options(self.options).await.ok()?;
+        let Ok(txn) = self.db.begin_with_options(self.options).await else {
+            self.reruns.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         let mut deferred = Deferred::default();
         let mut done = true;
         for job in batch.iter_mut() {
