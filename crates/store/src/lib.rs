@@ -264,26 +264,22 @@ fn writer_sessions(opts: &mut ConnectOptions) {
     // own default); the README's configuration table says so.
     opts.map_sqlx_postgres_opts(move |o| o.statement_cache_capacity(WRITER_STATEMENT_CACHE))
         .map_sqlx_postgres_pool_opts(|o| {
-            o.after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await
-                        .map(|_| ())
-                })
-            })
+            on_connect(
+                o,
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )
         })
         .map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(WRITER_STATEMENT_CACHE))
-        .map_sqlx_mysql_pool_opts(|o| {
-            o.after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await
-                        .map(|_| ())
-                })
-            })
-        });
+        .map_sqlx_mysql_pool_opts(|o| on_connect(o, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"));
+}
+
+/// Runs `sql` on every connection the pool makes (SeaORM's own `after_connect` runs once per
+/// pool, not per connection).
+fn on_connect<DB: sqlx::Database>(pool: sqlx::pool::PoolOptions<DB>, sql: &'static str) -> sqlx::pool::PoolOptions<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    pool.after_connect(move |conn, _| Box::pin(async move { sqlx::Executor::execute(conn, sql).await.map(|_| ()) }))
 }
 
 fn sqlite_options(url: &str, connections: u32, synchronous: &str, statement_cache: usize) -> ConnectOptions {
