@@ -225,7 +225,7 @@ async fn insert_payment_and_event<C: ConnectionTrait>(conn: &C) -> Result<(), St
         object_version: Set(1),
         payload: Set(r#"{"data":{}}"#.into()),
         created_at: Set(now),
-        webhooks_dispatched: Set(false),
+        webhooks_dispatched: Set(true),
     };
     events::Entity::insert(event).exec_without_returning(conn).await?;
     Ok(())

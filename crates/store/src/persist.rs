@@ -1,7 +1,6 @@
 //! Writes shared by the units of work: compare-and-set updates and outbox inserts.
 
 use jinliu_domain::{EventDraft, EventId, MerchantId, Order, OrderId, Payment, Refund, Timestamp};
-use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
@@ -44,23 +43,27 @@ pub(crate) fn record_events(
 /// PostgreSQL and MySQL 65,535) for the widest deferred row (17 audit columns).
 pub(crate) const INSERT_CHUNK: usize = 500;
 
-/// Inserts outbox rows, [`INSERT_CHUNK`] per statement.
+/// Inserts outbox rows, [`INSERT_CHUNK`] per statement, with their webhook messages: one per
+/// matching enabled endpoint ([`crate::webhooks::fan_out`]), in the same transaction. So the rows
+/// go in already dispatched, and nothing writes them a second time (the relay only handles rows an
+/// older jinliu left undispatched).
 pub(crate) async fn insert_outbox<C: ConnectionTrait>(conn: &C, written: &[OutboxEvent]) -> Result<(), StoreError> {
-    let rows = written
+    let rows: Vec<events::Model> = written
         .iter()
-        .map(|e| events::ActiveModel {
-            id: Set(e.id.clone()),
-            merchant_id: Set(e.merchant_id.to_string()),
-            livemode: Set(e.livemode),
-            event_type: Set(e.event_type.clone()),
-            object_id: Set(e.object_id.clone()),
-            object_version: Set(e.object_version),
-            payload: Set(e.payload.clone()),
-            created_at: Set(ms(e.created_at)),
-            webhooks_dispatched: Set(false),
+        .map(|e| events::Model {
+            id: e.id.clone(),
+            merchant_id: e.merchant_id.to_string(),
+            livemode: e.livemode,
+            event_type: e.event_type.clone(),
+            object_id: e.object_id.clone(),
+            object_version: e.object_version,
+            payload: e.payload.clone(),
+            created_at: ms(e.created_at),
+            webhooks_dispatched: true,
         })
         .collect();
-    insert_chunked(conn, rows).await
+    crate::webhooks::fan_out(conn, &rows, None).await?;
+    insert_chunked(conn, rows.into_iter().map(events::ActiveModel::from).collect()).await
 }
 
 /// Reading the one row a primary- or unique-key filter selects.

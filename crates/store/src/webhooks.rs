@@ -1,8 +1,10 @@
-//! Merchant webhooks: endpoints, the relay from the outbox to messages, the delivery queue with
+//! Merchant webhooks: endpoints, the fan-out from the outbox to messages, the delivery queue with
 //! its leases, and the attempts log.
 //!
-//! The relay turns undispatched `events` rows into one message per matching enabled endpoint and
-//! marks them dispatched in the same transaction; a named lease (`worker_leases`) lets one node
+//! The group-commit writer makes one message per matching enabled endpoint for every event it
+//! inserts, in the same transaction ([`fan_out`]), and inserts the event already dispatched. The
+//! relay does the same for `events` rows an older jinliu left undispatched (it relayed them in a
+//! second transaction) and marks them dispatched; a named lease (`worker_leases`) lets one node
 //! relay at a time, and the conditional mark (`webhooks_dispatched = false`) plus the unique
 //! (endpoint, event) index keep a message from being made twice even if a lease expires mid-run.
 //! Delivery claims due messages with a per-row lease, as status sync claims its jobs: a
@@ -242,6 +244,53 @@ async fn insert_messages<C: ConnectionTrait>(
             .await?;
     }
     Ok(())
+}
+
+/// Makes the webhook messages of `batch`: one per enabled endpoint of the event's merchant that
+/// [`matches`] it, each due at once. Messages are made at `at`, or when `None` (the writer, in the
+/// transaction that commits the events) at each event's own time. One read of the merchants'
+/// enabled endpoints, then the messages in multi-row INSERTs; nothing at all for a merchant
+/// without endpoints beyond that read.
+///
+/// An endpoint that commits after this read does not hear these events, as an endpoint never hears
+/// what happened before it existed; one disabled or deleted meanwhile may still get messages, which
+/// delivery gives up without an attempt.
+pub(crate) async fn fan_out<C: ConnectionTrait>(
+    conn: &C,
+    batch: &[events::Model],
+    at: Option<i64>,
+) -> Result<usize, StoreError> {
+    let merchants: Vec<&str> = batch
+        .iter()
+        .map(|e| e.merchant_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut endpoints = Vec::new();
+    for chunk in merchants.chunks(crate::persist::INSERT_CHUNK) {
+        endpoints.extend(
+            webhook_endpoints::Entity::find()
+                .filter(webhook_endpoints::Column::MerchantId.is_in(chunk.iter().copied()))
+                .filter(webhook_endpoints::Column::Status.eq(EndpointStatus::Enabled.as_str()))
+                .all(conn)
+                .await?,
+        );
+    }
+    if endpoints.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<_> = batch
+        .iter()
+        .flat_map(|ev| {
+            endpoints
+                .iter()
+                .filter(|ep| matches(ep, ev))
+                .map(|ep| new_message(ep, ev, at.unwrap_or(ev.created_at)))
+        })
+        .collect();
+    let made = rows.len();
+    insert_messages(conn, rows).await?;
+    Ok(made)
 }
 
 async fn load_endpoint<C: ConnectionTrait>(
@@ -513,8 +562,9 @@ impl Store {
         Ok(())
     }
 
-    /// Relays up to `limit` undispatched outbox rows, oldest first: in one transaction, one
-    /// message per matching enabled endpoint, and the rows marked dispatched. Call it while
+    /// Relays up to `limit` undispatched outbox rows (rows an older jinliu wrote; this one makes
+    /// messages at commit), oldest first: in one transaction, one message per matching enabled
+    /// endpoint, and the rows marked dispatched. Call it while
     /// holding [`RELAY_LEASE`]; if another relayer got to a row first, the unit is re-run on
     /// what is left.
     pub async fn relay_webhook_events(&self, limit: u64, now: Timestamp) -> Result<RelayReport, StoreError> {
@@ -542,28 +592,11 @@ impl Store {
                 if marked != batch.len() as u64 {
                     return Err(StoreError::Conflict);
                 }
-                let merchants: HashSet<&str> = batch.iter().map(|e| e.merchant_id.as_str()).collect();
-                let endpoints = webhook_endpoints::Entity::find()
-                    .filter(webhook_endpoints::Column::MerchantId.is_in(merchants))
-                    .filter(webhook_endpoints::Column::Status.eq(EndpointStatus::Enabled.as_str()))
-                    .all(txn)
-                    .await?;
-                let now_ms = ms(now);
-                let rows: Vec<_> = batch
-                    .iter()
-                    .flat_map(|ev| {
-                        endpoints
-                            .iter()
-                            .filter(|ep| matches(ep, ev))
-                            .map(|ep| new_message(ep, ev, now_ms))
-                    })
-                    .collect();
-                let report = RelayReport {
+                let messages = fan_out(txn, &batch, Some(ms(now))).await?;
+                Ok(RelayReport {
                     events: batch.len(),
-                    messages: rows.len(),
-                };
-                insert_messages(txn, rows).await?;
-                Ok(report)
+                    messages,
+                })
             })
         });
         self.writer().submit(w, None).await

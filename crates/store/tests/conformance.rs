@@ -63,7 +63,8 @@ conformance!(
     the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows,
     retention_prunes_whole_sealed_ranges_and_verification_still_passes,
     one_node_at_a_time_seals_the_audit_log,
-    a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two_relayers,
+    an_event_becomes_one_message_per_matching_endpoint_in_the_transaction_that_commits_it,
+    events_an_older_version_left_undispatched_are_relayed_once_even_with_two_relayers,
     a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule,
     the_relay_lease_is_held_by_one_node_at_a_time,
     the_event_feed_publishes_exactly_the_committed_outbox_rows,
@@ -1168,9 +1169,27 @@ async fn hundreds_of_units_in_shared_commits_keep_their_events_and_audit_rows_an
     assert_eq!((r.checked, r.unsealed, r.problem), (committed, 0, None));
 }
 
-async fn a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two_relayers(store: Store, url: String) {
+/// How many messages an endpoint has.
+async fn message_count(store: &Store, s: &Scope, ep: &jinliu_domain::EndpointId) -> u64 {
+    store
+        .webhook_messages(
+            s,
+            ep,
+            &jinliu_store::MessageFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .total
+}
+
+async fn an_event_becomes_one_message_per_matching_endpoint_in_the_transaction_that_commits_it(
+    store: Store,
+    _url: String,
+) {
     use jinliu_domain::EventType;
-    let other_node = open(&url).await;
     let s = scope();
     let now = Utc::now();
     let all = webhook_endpoint(&store, &s, None, now).await;
@@ -1193,15 +1212,54 @@ async fn a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two
         livemode: true,
         ..s.clone()
     };
-    webhook_endpoint(&store, &live, None, now).await;
-    // Three orders: three order.created events, older than the endpoint made below.
-    for _ in 0..3 {
+    let other_mode = webhook_endpoint(&store, &live, None, now).await;
+    let younger = webhook_endpoint(&store, &s, None, now + Duration::seconds(1)).await;
+    // Three orders, two of them in one shared commit: three order.created events, older than
+    // the `younger` endpoint.
+    let together = futures::future::join(
+        store.create_order(new_order(&s, twd(5)), now, None),
+        store.create_order(new_order(&s, twd(6)), now, None),
+    );
+    let (a, b) = together.await;
+    a.unwrap_or_else(|e| panic!("{e}"));
+    b.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .create_order(new_order(&s, twd(7)), now, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(message_count(&store, &s, &all.id).await, 3);
+    assert_eq!(message_count(&store, &s, &orders_only.id).await, 3);
+    assert_eq!(message_count(&store, &s, &paid_only.id).await, 0, "not subscribed");
+    assert_eq!(message_count(&store, &s, &off.id).await, 0, "disabled");
+    assert_eq!(message_count(&store, &live, &other_mode.id).await, 0, "other mode");
+    assert_eq!(
+        message_count(&store, &s, &younger.id).await,
+        0,
+        "younger than the events"
+    );
+    // Nothing is left for the relay: the events went in dispatched.
+    let relayed = store
+        .relay_webhook_events(100, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(relayed, jinliu_store::RelayReport::default());
+}
+
+async fn events_an_older_version_left_undispatched_are_relayed_once_even_with_two_relayers(store: Store, url: String) {
+    let other_node = open(&url).await;
+    let s = scope();
+    let now = Utc::now();
+    for major in [5, 6, 7] {
         store
-            .create_order(new_order(&s, twd(5)), now, None)
+            .create_order(new_order(&s, twd(major)), now, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    webhook_endpoint(&store, &s, None, now + Duration::seconds(1)).await;
+    // Made after the events: it hears them only because they are undispatched rows as an
+    // older jinliu left them (it relayed instead of making messages at commit), which the
+    // relay dispatches with the endpoints it finds then.
+    let ep = webhook_endpoint(&store, &s, None, now - Duration::seconds(1)).await;
+    tamper(&url, "UPDATE events SET webhooks_dispatched = false").await;
     // Both nodes relay at once, without the lease: the conditional mark still lets each event
     // through once.
     let (a, b) = tokio::join!(
@@ -1214,38 +1272,13 @@ async fn a_relayed_event_becomes_one_message_per_matching_endpoint_even_with_two
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(a.events + b.events + rest.events, 3, "{a:?} {b:?} {rest:?}");
-    assert_eq!(
-        a.messages + b.messages + rest.messages,
-        6,
-        "all + orders_only hear each order.created; paid_only, the disabled, the live and the younger endpoint do not"
-    );
+    assert_eq!(a.messages + b.messages + rest.messages, 3, "{a:?} {b:?} {rest:?}");
     let again = store
         .relay_webhook_events(100, now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again, jinliu_store::RelayReport::default());
-    let counts = |ep: &jinliu_domain::EndpointId| {
-        let store = store.clone();
-        let (s, ep) = (s.clone(), ep.clone());
-        async move {
-            store
-                .webhook_messages(
-                    &s,
-                    &ep,
-                    &jinliu_store::MessageFilter {
-                        limit: 100,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .total
-        }
-    };
-    assert_eq!(counts(&all.id).await, 3);
-    assert_eq!(counts(&orders_only.id).await, 3);
-    assert_eq!(counts(&paid_only.id).await, 0);
-    assert_eq!(counts(&off.id).await, 0);
+    assert_eq!(message_count(&store, &s, &ep.id).await, 3);
 }
 
 async fn a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule(store: Store, url: String) {
@@ -1256,10 +1289,6 @@ async fn a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_sch
     let ep = webhook_endpoint(&store, &s, None, now).await;
     store
         .create_order(new_order(&s, twd(5)), now, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .relay_webhook_events(100, now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = tokio::join!(
@@ -1514,10 +1543,6 @@ async fn finished_webhook_messages_are_purged_after_their_retention_but_pending_
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    store
-        .relay_webhook_events(100, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let claimed = store
         .claim_webhook_messages("node-a", now, 60_000, 1)
         .await

@@ -1,11 +1,14 @@
 //! Merchant webhooks, outbound: the endpoint service, Standard Webhooks signing, the SSRF guard,
 //! the relay from the outbox and the delivery worker.
 //!
-//! Every node runs [`run`]: each tick (or on [`Webhooks::wake`]) it relays new outbox rows into
-//! messages, then sends due messages. Both steps claim their work with leases in the store, so
-//! several nodes never relay or send the same thing twice in normal operation; delivery is
-//! at-least-once (a crash between sending and recording repeats that attempt, with the same
-//! `webhook-id`). Tests drive [`run_once`] step by step under a controllable clock.
+//! The store makes an event's messages in the transaction that commits it. Every node runs
+//! [`run`]: each tick (or on [`Webhooks::wake`]) it sends due messages, and every
+//! [`RELAY_EVERY`] it relays outbox rows left undispatched by an older jinliu (one that made
+//! messages in a relay instead, e.g. a node not yet upgraded). Both steps claim their work with
+//! leases in the store, so several nodes never relay or send the same thing twice in normal
+//! operation; delivery is at-least-once (a crash between sending and recording repeats that
+//! attempt, with the same `webhook-id`). Tests drive [`run_once`] step by step under a
+//! controllable clock.
 
 pub mod deliver;
 pub mod endpoints;
@@ -99,20 +102,24 @@ pub async fn run(app: AppState) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let wake = app.webhooks.wake.clone();
+    let mut last_relay: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = wake.notified() => {}
         }
         let started = tokio::time::Instant::now();
-        if let Err(e) = run_once(&app).await {
+        let relay = last_relay.is_none_or(|at| started.duration_since(at) >= RELAY_EVERY);
+        if relay {
+            last_relay = Some(started);
+        }
+        if let Err(e) = pass(&app, relay).await {
             tracing::warn!(error = %e, "webhook pass failed");
         }
         // Under a steady stream of commits the event feed wakes the worker after every batch,
-        // and each pass costs a lease claim, a relay transaction in the group-commit writer
-        // and a delivery query however few events it finds. Wake-ups that arrive meanwhile are
-        // kept (one permit) and served after this gap: a lone event still leaves at once, a
-        // busy server relays at most every `MIN_PASS_GAP` in larger batches.
+        // and each pass costs a delivery query however few messages it finds. Wake-ups that
+        // arrive meanwhile are kept (one permit) and served after this gap: a lone event still
+        // leaves at once, a busy server sends at most every `MIN_PASS_GAP` in larger batches.
         tokio::time::sleep_until(started + MIN_PASS_GAP).await;
     }
 }
@@ -120,9 +127,22 @@ pub async fn run(app: AppState) {
 /// The least time from the start of one wake-up pass to the next.
 const MIN_PASS_GAP: Duration = Duration::from_millis(50);
 
+/// How often the worker looks for outbox rows an older jinliu left undispatched. Rows this
+/// version writes never need it, and a pass that finds none still costs a lease claim and a unit
+/// in the group-commit writer, so not at every pass.
+pub const RELAY_EVERY: Duration = Duration::from_secs(10);
+
 /// One pass: relay, then send what is due (again and again while full batches come back).
 pub async fn run_once(app: &AppState) -> Result<Pass, jinliu_store::StoreError> {
-    let relayed = relay::run_once(app).await?;
+    pass(app, true).await
+}
+
+async fn pass(app: &AppState, relay: bool) -> Result<Pass, jinliu_store::StoreError> {
+    let relayed = if relay {
+        relay::run_once(app).await?
+    } else {
+        jinliu_store::RelayReport::default()
+    };
     let mut attempts = 0;
     loop {
         let n = deliver::run_once(app).await?;

@@ -1,5 +1,7 @@
-//! The relay: outbox rows → webhook messages. One node at a time holds the relay lease; it walks
-//! undispatched rows oldest first in batches, each batch one transaction in the store.
+//! The relay: undispatched outbox rows → webhook messages. This version makes an event's
+//! messages in the transaction that commits it, so only rows an older jinliu wrote (one that
+//! relayed instead) are undispatched. One node at a time holds the relay lease; it walks them
+//! oldest first in batches, each batch one transaction in the store.
 
 use jinliu_store::{RELAY_LEASE, RelayReport, StoreError};
 

@@ -48,9 +48,6 @@ async fn every_route_in_the_table_enforces_its_access_for_every_kind_of_credenti
         .await;
     assert_eq!(refund.status, 201, "{:?}", refund.body);
     let order = paid.data()["orderId"].as_str().unwrap_or_default().to_owned();
-    jinliu_server::webhooks::relay::run_once(&app.state)
-        .await
-        .unwrap_or_else(|e| panic!("relay: {e}"));
     let messages = app
         .get(&format!("/api/webhook-endpoints/{}/messages", endpoint.id()))
         .await;

@@ -1,5 +1,6 @@
-//! `events` rows: the transactional outbox. Written with the state change they describe; read by
-//! the webhook relay (which marks each row dispatched) and the realtime workers.
+//! `events` rows: the transactional outbox. Written with the state change they describe and with
+//! their webhook messages (so already dispatched); the relay dispatches rows an older jinliu left
+//! undispatched.
 use sea_orm::entity::prelude::*;
 
 /// One domain event with its rendered payload.
@@ -16,7 +17,8 @@ pub struct Model {
     pub object_version: i64,
     pub payload: String,
     pub created_at: i64,
-    /// Set by the webhook relay once the event's messages exist.
+    /// Whether the event's webhook messages exist: true from the insert on; false only in rows an
+    /// older jinliu wrote, until the relay makes their messages.
     pub webhooks_dispatched: bool,
 }
 
