@@ -160,8 +160,9 @@ pub async fn serve(
     let ring = tokio::spawn(keyring::run(app.clone()));
     let sealer = tokio::spawn(audit::run(app.clone()));
     let webhooks = app.config.webhook_worker.then(|| {
-        // Every committed event wakes the relay at once instead of at its next tick; a lagging
-        // feed wakes it too (the relay reads the outbox table, so nothing is lost either way).
+        // Every committed event wakes the webhook worker at once instead of at its next tick
+        // (its messages committed with it); a lagging feed wakes it too (delivery reads the
+        // messages table, so nothing is lost either way).
         let (mut feed, hooks) = (app.store.subscribe_events(), app.webhooks.clone());
         let waker = tokio::spawn(async move {
             while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) = feed.recv().await {
