@@ -180,6 +180,14 @@ pub async fn serve(
         shutdown.await;
         closing.close();
     };
+    // No Nagle on accepted connections: a live stream (SSE, Socket.IO) writes small frames one
+    // after another, and with Nagle each one after the first would wait for the client's
+    // delayed ACK (up to 40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     // Peer addresses reach the handlers (the login rate limit keys on them).
     let result = axum::serve(
         listener,
