@@ -106,8 +106,8 @@ pub struct Config {
     /// Audit rows older than this are pruned, in whole checkpointed ranges
     /// (`JINLIU_AUDIT_RETENTION_DAYS`, default 365: PCI DSS 10.5.1 asks for 12 months).
     pub audit_retention_days: u64,
-    /// Webhooks: how often a node relays new events and sends due messages, when nothing wakes it
-    /// sooner (`JINLIU_WEBHOOK_INTERVAL_MS`, default 1000).
+    /// Webhooks: how often a node sends due messages, when nothing wakes it sooner
+    /// (`JINLIU_WEBHOOK_INTERVAL_MS`, default 1000).
     pub webhook_interval_ms: u64,
     /// Webhooks: how long one delivery attempt may take (`JINLIU_WEBHOOK_TIMEOUT_MS`, default 15000).
     pub webhook_timeout_ms: u64,

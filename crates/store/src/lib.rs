@@ -211,7 +211,7 @@ impl Store {
     /// more than [`EVENT_FEED_CAPACITY`] events behind gets `RecvError::Lagged` and must catch up
     /// from the `events` table; with several writers (PostgreSQL, MySQL) two batches may publish
     /// out of commit order, so consumers order by `object_version`. The realtime bus and the
-    /// webhook relay are woken by it.
+    /// webhook delivery worker are woken by it.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<OutboxEvent> {
         self.inner.writer.subscribe()
     }

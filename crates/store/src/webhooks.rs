@@ -252,9 +252,11 @@ async fn insert_messages<C: ConnectionTrait>(
 /// enabled endpoints, then the messages in multi-row INSERTs; nothing at all for a merchant
 /// without endpoints beyond that read.
 ///
-/// An endpoint that commits after this read does not hear these events, as an endpoint never hears
-/// what happened before it existed; one disabled or deleted meanwhile may still get messages, which
-/// delivery gives up without an attempt.
+/// An endpoint that commits after this read does not hear these events, even one whose creation
+/// time is earlier than theirs (on PostgreSQL and MySQL another writer may commit it meanwhile; a
+/// recovery can make those messages); one disabled or deleted meanwhile may still get messages,
+/// which delivery gives up without an attempt. Messages go in 200 rows a statement, inside the
+/// commit of the events: a merchant with many endpoints makes its batches' tails longer.
 pub(crate) async fn fan_out<C: ConnectionTrait>(
     conn: &C,
     batch: &[events::Model],
@@ -770,8 +772,8 @@ impl Store {
         self.writer().submit(w, None).await
     }
 
-    /// Gives up a claimed message without an attempt (its endpoint is disabled); a resend or a
-    /// recovery can queue it again.
+    /// Gives up a claimed message without an attempt: its endpoint is disabled (a resend or a
+    /// recovery can queue it again once it is enabled) or gone.
     pub async fn abandon_webhook_message(&self, owner: &str, id: &MessageId, now: Timestamp) -> Result<(), StoreError> {
         webhook_messages::Entity::update_many()
             .col_expr(

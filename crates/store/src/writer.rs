@@ -627,9 +627,11 @@ impl WriterLoop {
             },
         };
         // The outbox, sync-job and audit rows of the whole batch: one multi-row INSERT each
-        // instead of one per unit. Their ids are fresh (a sync job's is the id of the object its
-        // unit created) and the tables have no foreign keys, so they fail only when the
-        // transaction itself does; such a failure is handled like a failed commit.
+        // instead of one per unit, and the events' webhook messages after one read of the
+        // endpoints. Their ids are fresh (a sync job's is the id of the object its unit created,
+        // a message's (endpoint, event) pair has a fresh event) and the tables have no foreign
+        // keys, so they fail only when the transaction itself does; such a failure is handled
+        // like a failed commit.
         let mut rows = BatchRows::default();
         for job in batch.iter_mut() {
             job.take_rows(&mut rows);

@@ -1214,8 +1214,8 @@ async fn an_event_becomes_one_message_per_matching_endpoint_in_the_transaction_t
     };
     let other_mode = webhook_endpoint(&store, &live, None, now).await;
     let younger = webhook_endpoint(&store, &s, None, now + Duration::seconds(1)).await;
-    // Three orders, two of them in one shared commit: three order.created events, older than
-    // the `younger` endpoint.
+    // Three orders, two of them submitted together (they may share a commit): three
+    // order.created events, older than the `younger` endpoint.
     let together = futures::future::join(
         store.create_order(new_order(&s, twd(5)), now, None),
         store.create_order(new_order(&s, twd(6)), now, None),

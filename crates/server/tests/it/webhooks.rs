@@ -327,6 +327,37 @@ async fn failed_deliveries_follow_the_schedule_under_the_controllable_clock_and_
 }
 
 #[tokio::test]
+async fn the_worker_relays_and_sends_events_an_older_version_left_without_messages() {
+    let (app, _clock) = app_with_clock(Engine::Sqlite).await;
+    let receiver = Receiver::start(200).await;
+    endpoint(&app, &receiver.url, Some(vec!["order.created"])).await;
+    app.order("10.00", "TWD").await;
+    // As an older jinliu left it: the event undispatched, and no message yet.
+    let db = sea_orm::Database::connect(&app.db_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    use sea_orm::ConnectionTrait;
+    for sql in [
+        "DELETE FROM webhook_messages",
+        "UPDATE events SET webhooks_dispatched = false",
+    ] {
+        db.execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let pass = step(&app).await;
+    assert_eq!((pass.events, pass.messages, pass.attempts), (1, 1, 1));
+    let got = receiver.wait_for(1).await;
+    let body: Value = serde_json::from_str(&got[0].body).unwrap_or_default();
+    assert_eq!(body["type"], "order.created");
+    assert_eq!(
+        step(&app).await,
+        webhooks::Pass::default(),
+        "nothing left to relay or send"
+    );
+}
+
+#[tokio::test]
 async fn a_message_whose_endpoint_is_gone_is_given_up_instead_of_claimed_again() {
     use sea_orm::{ConnectionTrait, Statement};
     let (app, clock) = app_with_clock(Engine::Sqlite).await;
