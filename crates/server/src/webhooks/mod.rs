@@ -2,7 +2,7 @@
 //! the relay from the outbox and the delivery worker.
 //!
 //! The store makes an event's messages in the transaction that commits it. Every node runs
-//! [`run`]: each tick (or on [`Webhooks::wake`]) it sends due messages, and every
+//! [`run`]: each tick (or on [`Webhooks::wake`]) it sends due messages, and at most every
 //! [`RELAY_EVERY`] it relays outbox rows left undispatched by an older jinliu (one that made
 //! messages in a relay instead, e.g. a node not yet upgraded). Both steps claim their work with
 //! leases in the store, so several nodes never relay or send the same thing twice in normal
@@ -128,9 +128,9 @@ pub async fn run(app: AppState) {
 const MIN_PASS_GAP: Duration = Duration::from_millis(50);
 
 /// How often, at most, the worker looks for outbox rows an older jinliu left undispatched (at
-/// the first pass once this much time has gone by). Rows this
-/// version writes never need it, and a pass that finds none still costs a lease claim and a unit
-/// in the group-commit writer, so not at every pass.
+/// the first pass once this much time has gone by). Rows this version writes never need it, and
+/// a pass that finds none still costs a lease claim and a unit in the group-commit writer, so not
+/// at every pass.
 pub const RELAY_EVERY: Duration = Duration::from_secs(10);
 
 /// One pass: relay, then send what is due (again and again while full batches come back).
