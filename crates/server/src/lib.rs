@@ -144,7 +144,7 @@ pub fn build_with_store(config: Config, store: Store) -> Result<AppState, StartE
         config: Arc::new(config),
         clock: Arc::new(SystemClock),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
-        node_id,
+        node_id: node_id.into(),
         metrics: None,
     })
 }

@@ -74,8 +74,9 @@ pub struct AppState {
     pub audit_keys: Arc<crate::audit::AuditKeys>,
     /// Login rate limits (per node).
     pub login_limits: Arc<crate::ratelimit::LoginLimits>,
-    /// This process's name in work leases (status sync), unique per start.
-    pub node_id: String,
+    /// This process's name in work leases (status sync), unique per start. Shared rather than
+    /// owned: the state is cloned for every extractor of every request.
+    pub node_id: Arc<str>,
     /// Outbound merchant webhooks: HTTP clients and the worker's wake-up signal.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Live payment updates: the event bus (in-process, or through Redis).
