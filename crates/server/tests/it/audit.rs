@@ -191,9 +191,7 @@ async fn sealed_rows_verify_and_an_edit_behind_jinlius_back_is_found_by_the_cli(
     assert!(report["checked"].as_u64().unwrap_or(0) >= 3, "{report}");
 
     use sea_orm::ConnectionTrait;
-    let db = sea_orm::Database::connect(&app.db_url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = app.raw_db().await;
     db.execute_unprepared("UPDATE audit_log SET outcome = 'refused:not_found' WHERE seq = 2")
         .await
         .unwrap_or_else(|e| panic!("{e}"));

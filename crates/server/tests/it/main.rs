@@ -239,6 +239,14 @@ pub async fn spawn_node(
 }
 
 impl TestApp {
+    /// A connection of its own to the app's database, for tests that change rows behind the
+    /// server's back (as an attacker, or an older version, would).
+    pub async fn raw_db(&self) -> sea_orm::DatabaseConnection {
+        sea_orm::Database::connect(&self.db_url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.db_url))
+    }
+
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
         let resp = req.send().await.unwrap_or_else(|e| panic!("request: {e}"));
         let status = resp.status().as_u16();

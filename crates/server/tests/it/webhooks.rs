@@ -333,9 +333,7 @@ async fn the_worker_relays_and_sends_events_an_older_version_left_without_messag
     endpoint(&app, &receiver.url, Some(vec!["order.created"])).await;
     app.order("10.00", "TWD").await;
     // As an older jinliu left it: the event undispatched, and no message yet.
-    let db = sea_orm::Database::connect(&app.db_url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = app.raw_db().await;
     use sea_orm::ConnectionTrait;
     for sql in [
         "DELETE FROM webhook_messages",
@@ -366,9 +364,7 @@ async fn a_message_whose_endpoint_is_gone_is_given_up_instead_of_claimed_again()
     app.order("10.00", "TWD").await;
     // As when a batch read the endpoint just before its deletion committed: the message is
     // left behind without its endpoint.
-    let db = sea_orm::Database::connect(&app.db_url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = app.raw_db().await;
     db.execute_unprepared("DELETE FROM webhook_endpoints")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
