@@ -1,11 +1,14 @@
 //! The audit log: one row per mutation, written in the mutation's own transaction, then chained
 //! by a single sealer so that any later edit, deletion, reordering or truncation shows.
 //!
-//! Writing a row costs a share of one multi-row INSERT per group commit (the writer writes the
-//! rows of a whole batch together) in a transaction that is being committed anyway; nothing on
-//! the write path waits for a counter or a lock. The chain is built afterwards: the sealer (one node
-//! at a time, by lease) numbers committed rows (`seq`) and gives each a MAC over its fields and the
-//! previous row's MAC, under a key that is not in the database. `verify_audit` walks the chain and
+//! Writing a row costs a share of two multi-row INSERTs per group commit (the writer writes the
+//! rows of a whole batch together: the rows, and their ids into the `audit_pending` queue) in a
+//! transaction that is being committed anyway; nothing on the write path waits for a counter or a
+//! lock. The chain is built afterwards: the sealer (one node at a time, by lease) takes committed
+//! rows off the queue, numbers them (`seq`) and gives each a MAC over its fields and the previous
+//! row's MAC, under a key that is not in the database. Seals are rows of their own
+//! (`audit_seals`): an audit row is written once and never updated, so sealing inserts a few
+//! narrow rows instead of rewriting wide ones (docs/performance.md, run O). `verify_audit` walks the chain and
 //! compares it with checkpoints (`seq`, head MAC) the server writes outside the database, which
 //! is what catches a truncated tail. Retention deletes only whole sealed ranges that end just
 //! before a checkpointed row; that row stays as the anchor (its MAC is in the checkpoint), so
@@ -23,14 +26,14 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use jinliu_domain::{AuditActor, AuditContext, AuditId, AuditTarget, Timestamp};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Func};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
+    QuerySelect, TransactionSession, TransactionTrait, TryIntoModel,
 };
 use sha2::{Digest, Sha256};
 
-use crate::entity::{audit_log, worker_leases};
+use crate::entity::{audit_log, audit_pending, audit_seals, worker_leases};
 use crate::error::is_unique_violation;
 use crate::persist::ByKey;
 use crate::writer::{TxFuture, work};
@@ -116,13 +119,26 @@ pub(crate) async fn append<C: ConnectionTrait>(
     insert_rows(conn, vec![row(ctx, action, target, outcome)]).await
 }
 
-/// Inserts unsealed rows in `conn`'s transaction, [`INSERT_CHUNK`] per statement (the
-/// group-commit writer writes the rows of a whole batch at once).
+/// Inserts rows in `conn`'s transaction, with their ids and hashes in the sealer's queue,
+/// [`INSERT_CHUNK`](crate::persist::INSERT_CHUNK) per statement (the group-commit writer writes
+/// the rows of a whole batch at once).
 pub(crate) async fn insert_rows<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<audit_log::ActiveModel>,
 ) -> Result<(), StoreError> {
-    crate::persist::insert_chunked(conn, rows).await
+    let pending = rows
+        .iter()
+        .filter_map(|r| r.clone().try_into_model().ok())
+        .map(|m| {
+            let entry = AuditEntry::from(m);
+            audit_pending::ActiveModel {
+                row_hash: Set(Some(row_hash(&entry))),
+                audit_id: Set(entry.id),
+            }
+        })
+        .collect();
+    crate::persist::insert_chunked(conn, rows).await?;
+    crate::persist::insert_chunked(conn, pending).await
 }
 
 /// One unsealed row, timed now.
@@ -132,8 +148,6 @@ fn row(ctx: &AuditContext, action: &str, target: &AuditTarget, outcome: &str) ->
     let merchant = target.merchant_id.as_ref().or(ctx.merchant_id.as_ref());
     audit_log::ActiveModel {
         id: Set(AuditId::generate().to_string()),
-        seq: Set(None),
-        mac: Set(None),
         at: Set(chrono::Utc::now().timestamp_millis()),
         merchant_id: Set(merchant.map(|m| m.to_string())),
         actor_type: Set(ctx.actor.kind().to_owned()),
@@ -200,8 +214,8 @@ impl From<audit_log::Model> for AuditEntry {
     fn from(r: audit_log::Model) -> Self {
         AuditEntry {
             id: r.id,
-            seq: r.seq,
-            mac: r.mac,
+            seq: None,
+            mac: None,
             at: r.at,
             merchant_id: r.merchant_id,
             actor_type: r.actor_type,
@@ -220,35 +234,65 @@ impl From<audit_log::Model> for AuditEntry {
     }
 }
 
-/// The chain MAC of a row: HMAC-SHA256 over the previous MAC and every field, each
-/// length-prefixed so that moving bytes between fields changes the input.
+/// A row's fields in the order the hashes take them (absent ones as a lone NUL).
+fn fields(e: &AuditEntry) -> [std::borrow::Cow<'_, str>; 15] {
+    fn opt(v: &Option<String>) -> std::borrow::Cow<'_, str> {
+        v.as_deref().unwrap_or("\u{0}").into()
+    }
+    [
+        e.id.as_str().into(),
+        e.at.to_string().into(),
+        opt(&e.merchant_id),
+        e.actor_type.as_str().into(),
+        opt(&e.actor_id),
+        opt(&e.role),
+        e.action.as_str().into(),
+        e.target_type.as_str().into(),
+        e.target_id.as_str().into(),
+        e.digest.as_str().into(),
+        e.detail.as_str().into(),
+        e.outcome.as_str().into(),
+        opt(&e.request_id),
+        opt(&e.ip),
+        opt(&e.user_agent),
+    ]
+}
+
+/// Feeds `parts` to `sink`, each length-prefixed so that moving bytes between parts changes the
+/// input.
+fn feed<'a>(mut sink: impl FnMut(&[u8]), parts: impl IntoIterator<Item = &'a str>) {
+    for p in parts {
+        sink(&(p.len() as u64).to_be_bytes());
+        sink(p.as_bytes());
+    }
+}
+
+/// A row's hash: SHA-256 over every field, hex. The writer computes it as it queues the row, so
+/// the sealer chains rows without reading them.
+pub fn row_hash(e: &AuditEntry) -> String {
+    let mut h = Sha256::new();
+    let f = fields(e);
+    feed(|b| h.update(b), f.iter().map(|c| c.as_ref()));
+    hex::encode(h.finalize())
+}
+
+/// The MAC of the link `seq`: HMAC-SHA256 over the previous MAC, the number and the row's hash.
+pub fn seal_mac(key: &[u8], prev_mac: &str, seq: i64, row_hash: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    feed(|b| mac.update(b), [prev_mac, &seq.to_string(), row_hash]);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The MAC of a link sealed before migration m0012 (whose seal has no row hash): HMAC-SHA256
+/// over the previous MAC, the number and every field.
 pub fn chain_mac(key: &[u8], prev_mac: &str, seq: i64, e: &AuditEntry) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    let fields: [&str; 16] = [
-        prev_mac,
-        &seq.to_string(),
-        &e.id,
-        &e.at.to_string(),
-        e.merchant_id.as_deref().unwrap_or("\u{0}"),
-        &e.actor_type,
-        e.actor_id.as_deref().unwrap_or("\u{0}"),
-        e.role.as_deref().unwrap_or("\u{0}"),
-        &e.action,
-        &e.target_type,
-        &e.target_id,
-        &e.digest,
-        &e.detail,
-        &e.outcome,
-        e.request_id.as_deref().unwrap_or("\u{0}"),
-        e.ip.as_deref().unwrap_or("\u{0}"),
-    ];
-    for f in fields
-        .iter()
-        .chain(std::iter::once(&e.user_agent.as_deref().unwrap_or("\u{0}")))
-    {
-        mac.update(&(f.len() as u64).to_be_bytes());
-        mac.update(f.as_bytes());
-    }
+    let seq = seq.to_string();
+    let f = fields(e);
+    feed(
+        |b| mac.update(b),
+        [prev_mac, seq.as_str()].into_iter().chain(f.iter().map(|c| c.as_ref())),
+    );
     hex::encode(mac.finalize().into_bytes())
 }
 
@@ -304,8 +348,55 @@ pub struct AuditProblem {
 
 const SEALER_LEASE: &str = "audit_sealer";
 
-/// Rows chained per UPDATE statement (three bound values a row, plus the id list).
-const SEAL_CHUNK: usize = 200;
+/// Ids per `IN (…)` list when the sealer and the readers look rows up by id.
+const ID_CHUNK: usize = 1000;
+
+/// The audit rows with these ids, by id (missing ones absent).
+async fn rows_by_id<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, audit_log::Model>, StoreError> {
+    let mut found = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ID_CHUNK) {
+        for row in audit_log::Entity::find()
+            .filter(audit_log::Column::Id.is_in(chunk.iter().map(String::as_str)))
+            .all(conn)
+            .await?
+        {
+            found.insert(row.id.clone(), row);
+        }
+    }
+    Ok(found)
+}
+
+/// `entries` with their seals (`seq`, `mac`) filled in where the sealer has chained them.
+async fn with_seals<C: ConnectionTrait>(conn: &C, mut entries: Vec<AuditEntry>) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut seals = std::collections::HashMap::with_capacity(entries.len());
+    for chunk in entries.chunks(ID_CHUNK) {
+        for seal in audit_seals::Entity::find()
+            .filter(audit_seals::Column::AuditId.is_in(chunk.iter().map(|e| e.id.as_str())))
+            .all(conn)
+            .await?
+        {
+            seals.insert(seal.audit_id, (seal.seq, seal.mac));
+        }
+    }
+    for e in &mut entries {
+        if let Some((seq, mac)) = seals.remove(&e.id) {
+            (e.seq, e.mac) = (Some(seq), Some(mac));
+        }
+    }
+    Ok(entries)
+}
+
+/// The last link of the chain.
+async fn head<C: ConnectionTrait>(conn: &C) -> Result<Option<AuditCheckpoint>, StoreError> {
+    Ok(audit_seals::Entity::find()
+        .order_by_desc(audit_seals::Column::Seq)
+        .one(conn)
+        .await?
+        .map(|h| AuditCheckpoint { seq: h.seq, mac: h.mac }))
+}
 
 impl Store {
     /// One sealer pass: takes or renews the sealer lease for `owner`, then chains up to `max`
@@ -333,59 +424,65 @@ impl Store {
                 if !take_lease(txn, SEALER_LEASE, &owner, now_ms, lease_ms).await? {
                     return Ok(SealPass::default());
                 }
-                let head = audit_log::Entity::find()
-                    .filter(audit_log::Column::Seq.is_not_null())
-                    .order_by_desc(audit_log::Column::Seq)
-                    .one(txn)
-                    .await?;
-                let (mut seq, mut prev) = match head {
-                    Some(h) => (h.seq.unwrap_or(0), h.mac.unwrap_or_default()),
+                let (mut seq, mut prev) = match head(txn).await? {
+                    Some(h) => (h.seq, h.mac),
                     None => (0, String::new()),
                 };
-                let rows = audit_log::Entity::find()
-                    .filter(audit_log::Column::Seq.is_null())
-                    .order_by_asc(audit_log::Column::Id)
+                let queued = audit_pending::Entity::find()
+                    .order_by_asc(audit_pending::Column::AuditId)
                     .limit(max)
                     .all(txn)
                     .await?;
-                let sealed = rows.len();
-                let mut chained = Vec::with_capacity(sealed);
-                for row in rows {
-                    let entry = AuditEntry::from(row);
-                    seq += 1;
-                    let mac = chain_mac(&key, &prev, seq, &entry);
-                    prev = mac.clone();
-                    chained.push((entry.id, seq, mac));
-                }
-                // One UPDATE per chunk rather than per row: a few statements per pass, not a
-                // thousand.
-                for chunk in chained.chunks(SEAL_CHUNK) {
-                    let (mut seqs, mut macs) = (CaseStatement::new(), CaseStatement::new());
-                    for (id, seq, mac) in chunk {
-                        seqs = seqs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(*seq));
-                        macs = macs.case(audit_log::Column::Id.eq(id.as_str()), Expr::value(mac.clone()));
-                    }
-                    let res = audit_log::Entity::update_many()
-                        .col_expr(audit_log::Column::Seq, seqs.into())
-                        .col_expr(audit_log::Column::Mac, macs.into())
-                        .filter(audit_log::Column::Id.is_in(chunk.iter().map(|(id, _, _)| id.as_str())))
-                        // "Still unsealed", written so that no index can serve it: the rows are
-                        // found by primary key. As `seq IS NULL`, PostgreSQL's planner picked the
-                        // `seq` index instead (its estimate: a handful of NULLs), whose NULL
-                        // entries include every row sealed since the last vacuum, and spent
-                        // 30–50 ms per pass holding a writer (performance.md, run J).
-                        .filter(
-                            Expr::expr(Func::coalesce([Expr::col(audit_log::Column::Seq), Expr::val(-1i64)])).eq(-1i64),
-                        )
+                // Off the queue before the seals go in: a sealer that got to these rows first
+                // (its lease ran out under it) has deleted them, or holds them locked until it
+                // commits, so this deletes fewer and the pass runs again from the new head.
+                let mut taken = 0;
+                for chunk in queued.chunks(ID_CHUNK) {
+                    taken += audit_pending::Entity::delete_many()
+                        .filter(audit_pending::Column::AuditId.is_in(chunk.iter().map(|q| q.audit_id.as_str())))
                         .exec(txn)
-                        .await;
-                    match res {
-                        Ok(r) if r.rows_affected == chunk.len() as u64 => {}
-                        // Another sealer got there first: run again from the new head.
-                        Ok(_) => return Err(StoreError::Conflict),
-                        Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                        Err(e) => return Err(e.into()),
-                    }
+                        .await?
+                        .rows_affected;
+                }
+                if taken != queued.len() as u64 {
+                    return Err(StoreError::Conflict);
+                }
+                // Rows queued by migration m0012 came without a hash: read those.
+                let unhashed: Vec<String> = queued
+                    .iter()
+                    .filter(|q| q.row_hash.is_none())
+                    .map(|q| q.audit_id.clone())
+                    .collect();
+                let mut rows = rows_by_id(txn, &unhashed).await?;
+                let mut seals = Vec::with_capacity(queued.len());
+                for q in queued {
+                    let hash = match q.row_hash {
+                        Some(h) => h,
+                        // A row the migration queued and someone deleted since: nothing to hash.
+                        // (A hashed row deleted before its seal is sealed all the same, and
+                        // verification reports it missing.)
+                        None => match rows.remove(&q.audit_id) {
+                            Some(row) => row_hash(&AuditEntry::from(row)),
+                            None => continue,
+                        },
+                    };
+                    seq += 1;
+                    let mac = seal_mac(&key, &prev, seq, &hash);
+                    prev = mac.clone();
+                    seals.push(audit_seals::ActiveModel {
+                        seq: Set(seq),
+                        audit_id: Set(q.audit_id),
+                        row_hash: Set(Some(hash)),
+                        mac: Set(mac),
+                    });
+                }
+                let sealed = seals.len();
+                // A duplicate number: another sealer chained other rows after this pass read the
+                // head. Run again from the new head.
+                match crate::persist::insert_chunked_raw(txn, seals).await {
+                    Ok(()) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                    Err(e) => return Err(e.into()),
                 }
                 Ok(SealPass {
                     leader: true,
@@ -399,72 +496,64 @@ impl Store {
 
     /// The chain's head: the last sealed row.
     pub async fn audit_head(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
-        let head = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.is_not_null())
-            .order_by_desc(audit_log::Column::Seq)
-            .one(self.read())
-            .await?;
-        Ok(head.map(|h| AuditCheckpoint {
-            seq: h.seq.unwrap_or(0),
-            mac: h.mac.unwrap_or_default(),
-        }))
+        head(self.read()).await
     }
 
     /// Walks the whole chain with `key`, comparing it with `checkpoints` (already checked for
     /// authenticity by the caller). Reports the first problem.
     pub async fn verify_audit(&self, key: &[u8], checkpoints: &[AuditCheckpoint]) -> Result<AuditReport, StoreError> {
         let mut report = AuditReport {
-            unsealed: audit_log::Entity::find()
-                .filter(audit_log::Column::Seq.is_null())
-                .count(self.read())
-                .await?,
+            unsealed: audit_pending::Entity::find().count(self.read()).await?,
             ..AuditReport::default()
         };
-        let mut by_seq: std::collections::BTreeMap<i64, &str> = std::collections::BTreeMap::new();
-        for c in checkpoints {
-            by_seq.insert(c.seq, c.mac.as_str());
-        }
+        let by_seq: std::collections::BTreeMap<i64, &str> =
+            checkpoints.iter().map(|c| (c.seq, c.mac.as_str())).collect();
         let mut prev: Option<(i64, String)> = None;
         let mut after = i64::MIN;
         loop {
-            let page = audit_log::Entity::find()
-                .filter(audit_log::Column::Seq.gt(after))
-                .order_by_asc(audit_log::Column::Seq)
-                .limit(1000)
+            let page = audit_seals::Entity::find()
+                .filter(audit_seals::Column::Seq.gt(after))
+                .order_by_asc(audit_seals::Column::Seq)
+                .limit(ID_CHUNK as u64)
                 .all(self.read())
                 .await?;
-            if page.is_empty() {
-                break;
-            }
-            for row in page {
-                let seq = row.seq.unwrap_or(0);
-                after = seq;
-                let entry = AuditEntry::from(row);
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let ids: Vec<String> = page.iter().map(|s| s.audit_id.clone()).collect();
+            let mut rows = rows_by_id(self.read(), &ids).await?;
+            for seal in page {
+                let seq = seal.seq;
+                let problem = |kind: &'static str, row_id: Option<String>, message: String| AuditProblem {
+                    kind,
+                    seq,
+                    row_id,
+                    message,
+                };
+                let Some(row) = rows.remove(&seal.audit_id) else {
+                    let message = format!("row seq {seq} ({}) is missing", seal.audit_id);
+                    report.problem = Some(problem("deleted", Some(seal.audit_id), message));
+                    return Ok(report);
+                };
                 let (prev_seq, prev_mac) = match &prev {
                     Some(p) => p.clone(),
-                    None => {
-                        // The first retained row: the chain's start, or the row a checkpoint
-                        // recorded when retention pruned everything before it.
+                    // The chain's start.
+                    None if seq == 1 => (0, String::new()),
+                    // The first retained row after a prune: a checkpoint recorded its MAC when
+                    // retention deleted everything before it.
+                    None if by_seq.get(&seq).is_some_and(|m| *m == seal.mac) => {
                         report.first_seq = Some(seq);
-                        let stored = entry.mac.clone().unwrap_or_default();
-                        if seq == 1 {
-                            (0, String::new())
-                        } else if by_seq.get(&seq).is_some_and(|m| *m == stored) {
-                            report.checked += 1;
-                            report.last_seq = Some(seq);
-                            prev = Some((seq, stored));
-                            continue;
-                        } else {
-                            report.problem = Some(AuditProblem {
-                                kind: "unanchored",
-                                seq,
-                                row_id: Some(entry.id.clone()),
-                                message: format!("the log starts at seq {seq} and no checkpoint vouches for that row"),
-                            });
-                            return Ok(report);
-                        }
+                        report.checked += 1;
+                        report.last_seq = Some(seq);
+                        prev = Some((seq, seal.mac));
+                        continue;
+                    }
+                    None => {
+                        let message = format!("the log starts at seq {seq} and no checkpoint vouches for that row");
+                        report.problem = Some(problem("unanchored", Some(seal.audit_id), message));
+                        return Ok(report);
                     }
                 };
+                report.first_seq.get_or_insert(seq);
                 if seq != prev_seq + 1 {
                     report.problem = Some(AuditProblem {
                         kind: "deleted",
@@ -474,21 +563,20 @@ impl Store {
                     });
                     return Ok(report);
                 }
-                let expected = chain_mac(key, &prev_mac, seq, &entry);
-                let stored = entry.mac.clone().unwrap_or_default();
-                let checkpoint_differs = by_seq.get(&seq).is_some_and(|m| *m != stored);
-                if expected != stored || checkpoint_differs {
-                    report.problem = Some(AuditProblem {
-                        kind: "altered",
-                        seq,
-                        row_id: Some(entry.id.clone()),
-                        message: format!("row seq {seq} ({}) was edited, reordered or forged", entry.id),
-                    });
+                let entry = AuditEntry::from(row);
+                let (expected, hash_matches) = match &seal.row_hash {
+                    Some(hash) => (seal_mac(key, &prev_mac, seq, hash), *hash == row_hash(&entry)),
+                    None => (chain_mac(key, &prev_mac, seq, &entry), true),
+                };
+                let checkpoint_differs = by_seq.get(&seq).is_some_and(|m| *m != seal.mac);
+                if expected != seal.mac || !hash_matches || checkpoint_differs {
+                    let message = format!("row seq {seq} ({}) was edited, reordered or forged", seal.audit_id);
+                    report.problem = Some(problem("altered", Some(seal.audit_id), message));
                     return Ok(report);
                 }
                 report.checked += 1;
                 report.last_seq = Some(seq);
-                prev = Some((seq, stored));
+                prev = Some((seq, seal.mac));
             }
         }
         // A checkpoint beyond the last row means rows were cut off the end.
@@ -505,29 +593,49 @@ impl Store {
     }
 
     /// Deletes the sealed rows before `checkpoint.seq` (which the caller has recorded outside
-    /// the database). The checkpoint's own row stays: it anchors the rest of the chain.
+    /// the database), with their seals. The checkpoint's own row stays: it anchors the rest of
+    /// the chain.
     pub async fn prune_audit(&self, checkpoint: &AuditCheckpoint) -> Result<u64, StoreError> {
-        let anchor = self.audit_entry_at(checkpoint.seq).await?;
-        if anchor.and_then(|a| a.mac).as_deref() != Some(checkpoint.mac.as_str()) {
+        let txn = self.read().begin().await?;
+        let anchor = audit_seals::Entity::find_by_id(checkpoint.seq).by_key(&txn).await?;
+        if anchor.map(|a| a.mac).as_deref() != Some(checkpoint.mac.as_str()) {
             return Err(StoreError::Corrupt(format!(
                 "audit row seq {} does not match the checkpoint; not pruning",
                 checkpoint.seq
             )));
         }
-        Ok(audit_log::Entity::delete_many()
-            .filter(audit_log::Column::Seq.lt(checkpoint.seq))
-            .exec(self.read())
+        let pruned = audit_log::Entity::delete_many()
+            .filter(
+                audit_log::Column::Id.in_subquery(
+                    Query::select()
+                        .column(audit_seals::Column::AuditId)
+                        .from(audit_seals::Entity)
+                        .and_where(Expr::col(audit_seals::Column::Seq).lt(checkpoint.seq))
+                        .to_owned(),
+                ),
+            )
+            .exec(&txn)
             .await?
-            .rows_affected)
+            .rows_affected;
+        audit_seals::Entity::delete_many()
+            .filter(audit_seals::Column::Seq.lt(checkpoint.seq))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(pruned)
     }
 
     /// The sealed row with sequence number `seq`.
     pub async fn audit_entry_at(&self, seq: i64) -> Result<Option<AuditEntry>, StoreError> {
-        Ok(audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.eq(seq))
-            .by_key(self.read())
-            .await?
-            .map(AuditEntry::from))
+        let Some(seal) = audit_seals::Entity::find_by_id(seq).by_key(self.read()).await? else {
+            return Ok(None);
+        };
+        let row = audit_log::Entity::find_by_id(seal.audit_id).by_key(self.read()).await?;
+        Ok(row.map(|r| AuditEntry {
+            seq: Some(seal.seq),
+            mac: Some(seal.mac),
+            ..AuditEntry::from(r)
+        }))
     }
 
     /// Audit rows matching `f`, newest first.
@@ -557,28 +665,26 @@ impl Store {
         if let Some(before) = &f.before_id {
             q = q.filter(audit_log::Column::Id.lt(before.as_str()));
         }
-        Ok(q.order_by_desc(audit_log::Column::Id)
+        let rows = q
+            .order_by_desc(audit_log::Column::Id)
             .limit(f.limit.clamp(1, 1000))
             .all(self.read())
-            .await?
-            .into_iter()
-            .map(AuditEntry::from)
-            .collect())
+            .await?;
+        with_seals(self.read(), rows.into_iter().map(AuditEntry::from).collect()).await
     }
 
-    /// Every audit row in sequence order, sealed ones first (for export).
+    /// Every audit row in id order, with its seal once it has one (for export).
     pub async fn audit_page(&self, after_id: Option<&str>, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
         let mut q = audit_log::Entity::find();
         if let Some(a) = after_id {
             q = q.filter(audit_log::Column::Id.gt(a));
         }
-        Ok(q.order_by_asc(audit_log::Column::Id)
+        let rows = q
+            .order_by_asc(audit_log::Column::Id)
             .limit(limit)
             .all(self.read())
-            .await?
-            .into_iter()
-            .map(AuditEntry::from)
-            .collect())
+            .await?;
+        with_seals(self.read(), rows.into_iter().map(AuditEntry::from).collect()).await
     }
 
     /// Records `ctx` doing `action` to `target` in a transaction of its own: for what happens
@@ -715,4 +821,67 @@ pub struct AuditFilter {
 /// The actor of a CLI command.
 pub fn cli_context() -> AuditContext {
     AuditContext::bare(AuditActor::Cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuditEntry, chain_mac, row_hash, seal_mac};
+
+    fn entry() -> AuditEntry {
+        AuditEntry {
+            id: "aud_01".into(),
+            seq: None,
+            mac: None,
+            at: 1_700_000_000_000,
+            merchant_id: Some("mer_1".into()),
+            actor_type: "key".into(),
+            actor_id: Some("key_1".into()),
+            role: None,
+            action: "payment.create".into(),
+            target_type: "payment".into(),
+            target_id: "pay_1".into(),
+            digest: "ab".into(),
+            detail: "{\"status\":\"pending\"}".into(),
+            outcome: "ok".into(),
+            request_id: Some("req-1".into()),
+            ip: None,
+            user_agent: Some("curl/8".into()),
+        }
+    }
+
+    /// The value the m0006 sealer computed for this row (taken from that code): links sealed
+    /// before m0012 must keep verifying.
+    #[test]
+    fn links_sealed_before_m0012_keep_their_mac() {
+        assert_eq!(
+            chain_mac(b"k", "prev", 7, &entry()),
+            "37e327aaf164cbc4dbb3db05e9ece56bf202ee7c86850ca06eeb0a91c4829657"
+        );
+    }
+
+    #[test]
+    fn the_row_hash_changes_when_a_field_is_edited_or_bytes_move_between_fields() {
+        let base = row_hash(&entry());
+        let mut moved = entry();
+        (moved.target_type, moved.target_id) = ("paymentp".into(), "ay_1".into());
+        let mut edited = entry();
+        edited.user_agent = Some("curl/9".into());
+        for other in [moved, edited] {
+            assert_ne!(row_hash(&other), base);
+        }
+    }
+
+    #[test]
+    fn a_link_mac_depends_on_the_key_the_previous_mac_the_number_and_the_row() {
+        let h = row_hash(&entry());
+        let mac = seal_mac(b"k", "prev", 7, &h);
+        for other in [
+            seal_mac(b"K", "prev", 7, &h),
+            seal_mac(b"k", "prev2", 7, &h),
+            seal_mac(b"k", "prev", 8, &h),
+            seal_mac(b"k", "prev", 7, &row_hash(&AuditEntry { at: 1, ..entry() })),
+        ] {
+            assert_ne!(other, mac);
+        }
+    }
 }

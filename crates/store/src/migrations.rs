@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0009MerchantSettings),
             Box::new(M0010ProviderAccounts),
             Box::new(M0011KeyRing),
+            Box::new(M0012AuditSeals),
         ]
     }
 
@@ -1132,5 +1133,232 @@ impl MigrationTrait for M0011KeyRing {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// The audit chain moves out of the audit rows: the sealer inserts narrow `audit_seals` rows
+/// instead of rewriting each wide `audit_log` row (a new version of every column and of all
+/// three of its index entries), and finds its work in a narrow `audit_pending` queue the writer
+/// fills with each row's id and hash, instead of scanning `audit_log` for `seq IS NULL` past
+/// every version it had rewritten since the last vacuum (docs/performance.md, run O). Existing
+/// seals and unsealed rows move across, so the chain verifies the same before and after.
+struct M0012AuditSeals;
+
+impl MigrationName for M0012AuditSeals {
+    fn name(&self) -> &str {
+        "m0012_audit_seals"
+    }
+}
+
+#[derive(DeriveIden)]
+enum AuditSeals {
+    Table,
+    Seq,
+    AuditId,
+    RowHash,
+    Mac,
+}
+
+#[derive(DeriveIden)]
+enum AuditPending {
+    Table,
+    AuditId,
+    RowHash,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0012AuditSeals {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // `seq` is the key: two sealers (a lease lost mid-pass) can never give one number twice,
+        // and `audit_id` is unique: no row is sealed twice.
+        m.create_table(
+            Table::create()
+                .table(AuditSeals::Table)
+                .col(int_col(AuditSeals::Seq).primary_key())
+                .col(id_col(AuditSeals::AuditId))
+                // NULL for the links moved across from `audit_log` (their MAC covers the fields).
+                .col(str_null(AuditSeals::RowHash, 64))
+                .col(str_col(AuditSeals::Mac, 64))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("audit_seals_audit_id")
+                .table(AuditSeals::Table)
+                .col(AuditSeals::AuditId)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(AuditPending::Table)
+                .col(id_col(AuditPending::AuditId).primary_key())
+                // NULL for the rows queued here: the sealer reads those rows to hash them.
+                .col(str_null(AuditPending::RowHash, 64))
+                .to_owned(),
+        )
+        .await?;
+        m.exec_stmt(
+            Query::insert()
+                .into_table(AuditSeals::Table)
+                .columns([AuditSeals::Seq, AuditSeals::AuditId, AuditSeals::Mac])
+                .select_from(
+                    Query::select()
+                        .columns([AuditLog::Seq, AuditLog::Id, AuditLog::Mac])
+                        .from(AuditLog::Table)
+                        .and_where(Expr::col(AuditLog::Seq).is_not_null())
+                        .to_owned(),
+                )
+                .map_err(|e| DbErr::Migration(e.to_string()))?
+                .to_owned(),
+        )
+        .await?;
+        m.exec_stmt(
+            Query::insert()
+                .into_table(AuditPending::Table)
+                .columns([AuditPending::AuditId])
+                .select_from(
+                    Query::select()
+                        .column(AuditLog::Id)
+                        .from(AuditLog::Table)
+                        .and_where(Expr::col(AuditLog::Seq).is_null())
+                        .to_owned(),
+                )
+                .map_err(|e| DbErr::Migration(e.to_string()))?
+                .to_owned(),
+        )
+        .await?;
+        m.drop_index(Index::drop().name("audit_log_seq").table(AuditLog::Table).to_owned())
+            .await?;
+        // One column per statement: SQLite alters one thing at a time.
+        for col in [AuditLog::Seq, AuditLog::Mac] {
+            m.alter_table(Table::alter().table(AuditLog::Table).drop_column(col).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jinliu_testkit::{Engine, TestDb, engines};
+    use sea_orm::{ConnectionTrait, Database};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::Migrator;
+    use crate::audit::{AuditEntry, chain_mac};
+    use crate::{AuditCheckpoint, Store, StoreConfig};
+
+    const KEY: &[u8] = b"migration test chain key";
+
+    /// An audit row as m0006 stored it, with its seal (if any) in its own columns.
+    fn old_row(n: i64, sealed: Option<(i64, &str)>) -> (AuditEntry, String) {
+        let e = AuditEntry {
+            id: format!("aud_{n:026}"),
+            seq: None,
+            mac: None,
+            at: 1_700_000_000_000 + n,
+            merchant_id: Some("mer_1".into()),
+            actor_type: "cli".into(),
+            actor_id: None,
+            role: None,
+            action: "order.create".into(),
+            target_type: "order".into(),
+            target_id: format!("ord_{n}"),
+            digest: "00".into(),
+            detail: "{}".into(),
+            outcome: "ok".into(),
+            request_id: None,
+            ip: None,
+            user_agent: None,
+        };
+        let (seq, mac) = match sealed {
+            Some((seq, prev)) => (seq.to_string(), format!("'{}'", chain_mac(KEY, prev, seq, &e))),
+            None => ("NULL".into(), "NULL".into()),
+        };
+        let sql = format!(
+            "INSERT INTO audit_log (id, seq, mac, at, merchant_id, actor_type, action, target_type, target_id, \
+             digest, detail, outcome) VALUES ('{}', {seq}, {mac}, {}, 'mer_1', 'cli', 'order.create', 'order', \
+             '{}', '00', '{{}}', 'ok')",
+            e.id, e.at, e.target_id
+        );
+        (e, sql)
+    }
+
+    async fn moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on(engine: Engine) {
+        if !engines().contains(&engine) {
+            return;
+        }
+        let db = TestDb::new(engine).await;
+        let conn = Database::connect(&db.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let before = Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == "m0012_audit_seals")
+            .unwrap_or_else(|| panic!("m0012 is listed"));
+        Migrator::up(&conn, Some(before as u32))
+            .await
+            .unwrap_or_else(|e| panic!("migrate to m0011: {e}"));
+        // Two rows sealed by the old sealer, one still waiting.
+        let (first, sql) = old_row(1, Some((1, "")));
+        conn.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+        let first_mac = chain_mac(KEY, "", 1, &first);
+        let (second, sql) = old_row(2, Some((2, &first_mac)));
+        conn.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+        let head = AuditCheckpoint {
+            seq: 2,
+            mac: chain_mac(KEY, &first_mac, 2, &second),
+        };
+        let (_, sql) = old_row(3, None);
+        conn.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+
+        Migrator::up(&conn, None)
+            .await
+            .unwrap_or_else(|e| panic!("migrate: {e}"));
+        assert!(
+            conn.execute_unprepared("SELECT seq FROM audit_log").await.is_err(),
+            "the old seal columns are gone"
+        );
+        let store = Store::connect(&StoreConfig::new(&db.url))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = store
+            .verify_audit(KEY, std::slice::from_ref(&head))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.checked, r.unsealed, r.problem), (2, 1, None), "the old seals verify");
+        assert_eq!(
+            store.audit_head().await.unwrap_or_else(|e| panic!("{e}")),
+            Some(head.clone())
+        );
+        let pass = store
+            .seal_audit(KEY, "node-a", chrono::Utc::now(), 30_000, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (pass.sealed, pass.head.map(|h| h.seq)),
+            (1, Some(3)),
+            "the waiting row is sealed next"
+        );
+        let r = store.verify_audit(KEY, &[head]).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.checked, r.unsealed, r.problem), (3, 0, None));
+    }
+
+    #[tokio::test]
+    async fn moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on_sqlite() {
+        moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on(Engine::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on_postgresql() {
+        moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on(Engine::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on_mysql() {
+        moving_the_chain_out_of_the_audit_rows_keeps_it_verifiable_on(Engine::MySql).await;
     }
 }

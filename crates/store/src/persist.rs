@@ -95,7 +95,17 @@ where
 }
 
 /// Inserts rows of one table, [`INSERT_CHUNK`] per statement (the writer's deferred rows).
-pub(crate) async fn insert_chunked<C, A>(conn: &C, mut rows: Vec<A>) -> Result<(), StoreError>
+pub(crate) async fn insert_chunked<C, A>(conn: &C, rows: Vec<A>) -> Result<(), StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+{
+    Ok(insert_chunked_raw(conn, rows).await?)
+}
+
+/// [`insert_chunked`] with the database's own error, for a caller that tells a unique-key
+/// violation from other failures.
+pub(crate) async fn insert_chunked_raw<C, A>(conn: &C, mut rows: Vec<A>) -> Result<(), sea_orm::DbErr>
 where
     C: ConnectionTrait,
     A: ActiveModelTrait + Send,

@@ -63,6 +63,7 @@ conformance!(
     the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows,
     retention_prunes_whole_sealed_ranges_and_verification_still_passes,
     one_node_at_a_time_seals_the_audit_log,
+    a_row_deleted_before_its_seal_is_reported_missing,
     an_event_becomes_one_message_per_matching_endpoint_in_the_transaction_that_commits_it,
     events_an_older_version_left_undispatched_are_relayed_once_even_with_two_relayers,
     a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule,
@@ -895,6 +896,21 @@ async fn tamper(url: &str, sql: &str) {
     db.close().await.unwrap_or_else(|e| panic!("close: {e}"));
 }
 
+/// The statement that sets `assignments` on the audit row sealed as `seq`.
+fn edit_row(seq: i64, assignments: &str) -> String {
+    format!("UPDATE audit_log SET {assignments} WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = {seq})")
+}
+
+/// Deletes the audit row sealed as `seq` and its seal, as someone covering their tracks would.
+async fn delete_sealed_row(url: &str, seq: i64) {
+    tamper(
+        url,
+        &format!("DELETE FROM audit_log WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = {seq})"),
+    )
+    .await;
+    tamper(url, &format!("DELETE FROM audit_seals WHERE seq = {seq}")).await;
+}
+
 /// Seals everything committed so far and returns the head.
 async fn seal_all(store: &Store) -> AuditCheckpoint {
     let pass = store
@@ -1013,29 +1029,29 @@ async fn the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows(store
     assert_eq!((clean.checked, clean.problem.clone()), (9, None), "{clean:?}");
 
     // An edited outcome.
-    tamper(&url, "UPDATE audit_log SET outcome = 'refused:not_found' WHERE seq = 3").await;
+    tamper(&url, &edit_row(3, "outcome = 'refused:not_found'")).await;
     let r = verify(&store, &cps).await;
     let p = r.problem.unwrap_or_else(|| panic!("edit not detected"));
     assert_eq!((p.kind, p.seq), ("altered", 3));
-    tamper(&url, "UPDATE audit_log SET outcome = 'ok' WHERE seq = 3").await;
+    tamper(&url, &edit_row(3, "outcome = 'ok'")).await;
     assert_eq!(verify(&store, &cps).await.problem, None);
 
     // Two rows swapped (their numbers exchanged).
-    tamper(&url, "UPDATE audit_log SET seq = -5 WHERE seq = 5").await;
-    tamper(&url, "UPDATE audit_log SET seq = 5 WHERE seq = 6").await;
-    tamper(&url, "UPDATE audit_log SET seq = 6 WHERE seq = -5").await;
+    tamper(&url, "UPDATE audit_seals SET seq = -5 WHERE seq = 5").await;
+    tamper(&url, "UPDATE audit_seals SET seq = 5 WHERE seq = 6").await;
+    tamper(&url, "UPDATE audit_seals SET seq = 6 WHERE seq = -5").await;
     let p = verify(&store, &cps)
         .await
         .problem
         .unwrap_or_else(|| panic!("swap not detected"));
     assert_eq!((p.kind, p.seq), ("altered", 5));
-    tamper(&url, "UPDATE audit_log SET seq = -5 WHERE seq = 5").await;
-    tamper(&url, "UPDATE audit_log SET seq = 5 WHERE seq = 6").await;
-    tamper(&url, "UPDATE audit_log SET seq = 6 WHERE seq = -5").await;
+    tamper(&url, "UPDATE audit_seals SET seq = -5 WHERE seq = 5").await;
+    tamper(&url, "UPDATE audit_seals SET seq = 5 WHERE seq = 6").await;
+    tamper(&url, "UPDATE audit_seals SET seq = 6 WHERE seq = -5").await;
     assert_eq!(verify(&store, &cps).await.problem, None);
 
-    // The last row cut off: only the checkpoint outside the database can tell.
-    tamper(&url, "DELETE FROM audit_log WHERE seq = 9").await;
+    // The last row cut off with its seal: only the checkpoint outside the database can tell.
+    delete_sealed_row(&url, 9).await;
     let without_checkpoint = verify(&store, &[]).await;
     assert_eq!((without_checkpoint.checked, without_checkpoint.problem), (8, None));
     let p = verify(&store, &cps)
@@ -1045,19 +1061,27 @@ async fn the_audit_chain_reports_edited_swapped_deleted_and_truncated_rows(store
     assert_eq!((p.kind, p.seq), ("truncated", 9));
 
     // A forged MAC on an edited row does not verify without the key.
-    tamper(
-        &url,
-        "UPDATE audit_log SET action = 'order.view', mac = 'ffff' WHERE seq = 2",
-    )
-    .await;
+    tamper(&url, &edit_row(2, "action = 'order.view'")).await;
+    tamper(&url, "UPDATE audit_seals SET mac = 'ffff' WHERE seq = 2").await;
     let p = verify(&store, &cps)
         .await
         .problem
         .unwrap_or_else(|| panic!("forgery not detected"));
     assert_eq!((p.kind, p.seq), ("altered", 2));
 
-    // A row deleted from the middle.
-    tamper(&url, "DELETE FROM audit_log WHERE seq = 2").await;
+    // A row deleted from the middle, its seal left.
+    tamper(
+        &url,
+        "DELETE FROM audit_log WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = 2)",
+    )
+    .await;
+    let p = verify(&store, &cps)
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("deletion not detected"));
+    assert_eq!((p.kind, p.seq), ("deleted", 2));
+    // And with its seal: the numbers have a gap.
+    tamper(&url, "DELETE FROM audit_seals WHERE seq = 2").await;
     let p = verify(&store, &cps)
         .await
         .problem
@@ -1096,13 +1120,38 @@ async fn retention_prunes_whole_sealed_ranges_and_verification_still_passes(stor
         mac: "00".into(),
     };
     assert!(store.prune_audit(&bogus).await.is_err());
-    tamper(&url, "DELETE FROM audit_log WHERE seq = 4").await;
+    delete_sealed_row(&url, 4).await;
     let r = verify(&store, &[mid]).await;
     assert_eq!(
         r.problem.map(|p| p.kind),
         Some("unanchored"),
         "the anchor row itself deleted"
     );
+}
+
+/// The sealer chains the hash the writer queued with the row, without reading the row: a row
+/// deleted between its commit and its seal leaves a link without a row.
+async fn a_row_deleted_before_its_seal_is_reported_missing(store: Store, url: String) {
+    paid_order(&store, 10).await;
+    let first = seal_all(&store).await;
+    assert_eq!(first.seq, 3);
+    paid_order(&store, 10).await;
+    let rows = store
+        .audit_page(None, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let victim = rows
+        .iter()
+        .find(|r| r.seq.is_none())
+        .unwrap_or_else(|| panic!("an unsealed row"));
+    tamper(&url, &format!("DELETE FROM audit_log WHERE id = '{}'", victim.id)).await;
+    let head = seal_all(&store).await;
+    assert_eq!(head.seq, 6, "its link is made all the same");
+    let p = verify(&store, &[])
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("deletion not detected"));
+    assert_eq!((p.kind, p.row_id.as_deref()), ("deleted", Some(victim.id.as_str())));
 }
 
 async fn one_node_at_a_time_seals_the_audit_log(store: Store, url: String) {

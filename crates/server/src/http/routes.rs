@@ -667,14 +667,18 @@ Inbound provider notifications are recorded as the provider account's actions (d
 failed logins under the email tried (without saying whether it exists), and outbound provider calls through \
 the change they cause (`payment.create` names the provider account, `refund.settle` records its answer).\n\n\
 **Tamper evidence.** A single sealer (whichever node holds the `audit_sealer` lease) numbers committed rows \
-(`seq`) and chains them: each row's MAC is `HMAC-SHA256(chain key, previous MAC ‖ every field, length-prefixed)`, \
-the key derived from the master key and never stored in the database. After a pass that moved the head, at \
+(`seq`) and chains them, writing each link into `audit_seals` (the audit row itself is never updated): each \
+link's MAC is `HMAC-SHA256(chain key, previous MAC ‖ seq ‖ row hash)`, the row hash being SHA-256 over every \
+field, length-prefixed, computed when the row is written; the key is derived from the master key and never \
+stored in the database. After a pass that moved the head, at \
 most every `JINLIU_AUDIT_CHECKPOINT_SECS` (60), it appends a signed checkpoint `{seq, mac, at, sig}` to \
 `JINLIU_AUDIT_CHECKPOINTS` (default `<data-dir>/audit-checkpoints.jsonl`, 0600), outside the database. \
 `jinliu audit verify` walks the chain and reports the first edited, reordered or forged row (`altered`), a \
 missing row (`deleted`), rows cut off the end (`truncated`, caught by a checkpoint) or a start no checkpoint \
 vouches for (`unanchored`); a checkpoint line whose signature fails is itself reported. Rows are sealed about \
-a second after they commit; a row deleted before that is not detectable.\n\n\
+a second after they commit. A row's id and hash are queued for the sealer in the row's own transaction, so a \
+row deleted before its seal is still chained and reported `deleted`; only someone who deletes the queue entry \
+too, before the seal, goes unnoticed.\n\n\
 **Retention** (`JINLIU_AUDIT_RETENTION_DAYS`, default 365 — PCI DSS 10.5.1): once an hour the sealer deletes \
 the sealed rows before the newest checkpoint older than the cut-off; the checkpointed row stays as the anchor, \
 so verification still passes. `jinliu audit export` prints every row as JSON lines for archiving first.\n\n\

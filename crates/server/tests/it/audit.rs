@@ -192,9 +192,12 @@ async fn sealed_rows_verify_and_an_edit_behind_jinlius_back_is_found_by_the_cli(
 
     use sea_orm::ConnectionTrait;
     let db = app.raw_db().await;
-    db.execute_unprepared("UPDATE audit_log SET outcome = 'refused:not_found' WHERE seq = 2")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    db.execute_unprepared(
+        "UPDATE audit_log SET outcome = 'refused:not_found' \
+         WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = 2)",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let damaged = verify(&app);
     assert!(!damaged.status.success(), "an edited row fails verification");
     let stderr = String::from_utf8_lossy(&damaged.stderr);

@@ -1,15 +1,14 @@
-//! `audit_log` rows: one per mutation, chained by the sealer (`seq`, `mac`) after they commit.
+//! `audit_log` rows: one per mutation, written once and never updated; the sealer chains them
+//! after they commit (`audit_seals`).
 use sea_orm::entity::prelude::*;
 
-/// One audit row. `seq` and `mac` are `None` until the sealer has chained it.
+/// One audit row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "audit_log")]
 #[allow(missing_docs)]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub seq: Option<i64>,
-    pub mac: Option<String>,
     pub at: i64,
     pub merchant_id: Option<String>,
     pub actor_type: String,

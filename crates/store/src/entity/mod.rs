@@ -3,6 +3,8 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod audit_pending;
+pub mod audit_seals;
 pub mod events;
 pub mod idempotency;
 pub mod key_ring;
