@@ -162,11 +162,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let mut report = Vec::new();
     if !args.skip_sqlite {
-        let dir = tempfile_dir()?;
-        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
-        let r = bench_backend(&args, "sqlite", &url).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        report.push(r?);
+        let dir = ScratchDir::new()?;
+        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.0.display());
+        report.push(bench_backend(&args, "sqlite", &url).await?);
     }
     if let Some(server) = &args.postgres {
         let name = format!("jl_bench_{}", uuid::Uuid::new_v4().simple());
@@ -181,10 +179,21 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("jinliu-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Ok(dir)
+/// A directory of its own under the system's temporary directory, removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir, String> {
+        let dir = std::env::temp_dir().join(format!("jinliu-bench-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<String, String> {
@@ -231,7 +240,8 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     drop(store);
 
     let port = free_port()?;
-    let mut child = spawn_server(url, port, &args.sqlite_synchronous, &master_hex)?;
+    let data_dir = ScratchDir::new()?;
+    let mut child = spawn_server(url, port, &args.sqlite_synchronous, &master_hex, &data_dir.0)?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
     let pid = child.id().ok_or("server exited")?;
@@ -400,10 +410,21 @@ fn free_port() -> Result<u16, String> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn spawn_server(url: &str, port: u16, sync: &str, master_key: &str) -> Result<Child, String> {
+/// Starts `jinliu serve` on `url`, with a data directory of its own: the server keeps its audit
+/// checkpoints there, and the current directory's `data/` may belong to a real deployment whose
+/// checkpoint file must not get lines signed with the benchmark's throwaway key.
+fn spawn_server(
+    url: &str,
+    port: u16,
+    sync: &str,
+    master_key: &str,
+    data_dir: &std::path::Path,
+) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     Command::new(exe)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
         .env("DATABASE_URL", url)
         .env("JINLIU_SQLITE_SYNCHRONOUS", sync)
         .env("JINLIU_MASTER_KEY", master_key)
@@ -803,8 +824,8 @@ struct PgBench {
 /// (with the peak, VmHWM).
 async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
     use tokio::sync::Semaphore;
-    let dir = tempfile_dir()?;
-    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
+    let dir = ScratchDir::new()?;
+    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.0.display());
     let merchant = MerchantId::parse("mer_00000000000000000000000000000001").ok_or("merchant id")?;
     let mut cfg = StoreConfig::new(&url);
     cfg.sqlite_synchronous = args.sqlite_synchronous.clone();
@@ -820,7 +841,7 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
     drop(store);
 
     let port = free_port()?;
-    let mut child = spawn_server(&url, port, &args.sqlite_synchronous, &master_hex)?;
+    let mut child = spawn_server(&url, port, &args.sqlite_synchronous, &master_hex, &dir.0.join("data"))?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
     let pid = child.id().ok_or("server exited")?;
@@ -947,7 +968,7 @@ async fn realtime_bench(args: &BenchArgs) -> Result<String, String> {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let _ = child.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     let pct = |v: &mut Vec<u32>, q: f64| -> f64 {
         if v.is_empty() {

@@ -1136,10 +1136,7 @@ async fn a_row_deleted_before_its_seal_is_reported_missing(store: Store, url: St
     let first = seal_all(&store).await;
     assert_eq!(first.seq, 3);
     paid_order(&store, 10).await;
-    let rows = store
-        .audit_page(None, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = store.audit_page(None, 100).await.unwrap_or_else(|e| panic!("{e}"));
     let victim = rows
         .iter()
         .find(|r| r.seq.is_none())

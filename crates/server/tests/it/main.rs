@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod bad_input;
+mod bench;
 mod checkout;
 mod flows;
 mod idempotency;
