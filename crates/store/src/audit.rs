@@ -126,8 +126,14 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<audit_log::ActiveModel>,
 ) -> Result<(), StoreError> {
-    let pending = rows
-        .iter()
+    let pending = pending_rows(&rows);
+    crate::persist::insert_chunked(conn, rows).await?;
+    crate::persist::insert_chunked(conn, pending).await
+}
+
+/// The sealer's queue entries of `rows`: each row's id and [`row_hash`].
+pub(crate) fn pending_rows(rows: &[audit_log::ActiveModel]) -> Vec<audit_pending::ActiveModel> {
+    rows.iter()
         .filter_map(|r| r.clone().try_into_model().ok())
         .map(|m| {
             let entry = AuditEntry::from(m);
@@ -136,9 +142,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
                 audit_id: Set(entry.id),
             }
         })
-        .collect();
-    crate::persist::insert_chunked(conn, rows).await?;
-    crate::persist::insert_chunked(conn, pending).await
+        .collect()
 }
 
 /// One unsealed row, timed now.

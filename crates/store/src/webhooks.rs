@@ -262,6 +262,18 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
     batch: &[events::Model],
     at: Option<i64>,
 ) -> Result<usize, StoreError> {
+    let rows = messages_for(conn, batch, at).await?;
+    let made = rows.len();
+    insert_messages(conn, rows).await?;
+    Ok(made)
+}
+
+/// The messages [`fan_out`] inserts, made but not written: one read of the endpoints.
+pub(crate) async fn messages_for<C: ConnectionTrait>(
+    conn: &C,
+    batch: &[events::Model],
+    at: Option<i64>,
+) -> Result<Vec<webhook_messages::ActiveModel>, StoreError> {
     let merchants: Vec<&str> = batch
         .iter()
         .map(|e| e.merchant_id.as_str())
@@ -278,10 +290,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
                 .await?,
         );
     }
-    if endpoints.is_empty() {
-        return Ok(0);
-    }
-    let rows: Vec<_> = batch
+    Ok(batch
         .iter()
         .flat_map(|ev| {
             endpoints
@@ -289,10 +298,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
                 .filter(|ep| matches(ep, ev))
                 .map(|ep| new_message(ep, ev, at.unwrap_or(ev.created_at)))
         })
-        .collect();
-    let made = rows.len();
-    insert_messages(conn, rows).await?;
-    Ok(made)
+        .collect())
 }
 
 async fn load_endpoint<C: ConnectionTrait>(

@@ -43,7 +43,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
-use crate::audit::{self, AuditSpec};
+use crate::audit::AuditSpec;
 use crate::entity::{audit_log, sync_jobs};
 use crate::idempotency::{self, IdemRequest};
 use crate::persist::Deferred;
@@ -626,9 +626,9 @@ impl WriterLoop {
                 None => return,
             },
         };
-        // The outbox, sync-job and audit rows of the whole batch: one multi-row INSERT each
-        // instead of one per unit, and the events' webhook messages after one read of the
-        // endpoints. Their ids are fresh (a sync job's is the id of the object its unit created,
+        // The outbox, sync-job and audit rows of the whole batch, and the events' webhook
+        // messages after one read of the endpoints: one multi-row INSERT per table instead of
+        // one per unit, or on PostgreSQL one statement for them all. Their ids are fresh (a sync job's is the id of the object its unit created,
         // a message's (endpoint, event) pair has a fresh event) and the tables have no foreign
         // keys, so they fail only when the transaction itself does; such a failure is handled
         // like a failed commit.
@@ -636,13 +636,7 @@ impl WriterLoop {
         for job in batch.iter_mut() {
             job.take_rows(&mut rows);
         }
-        let written = match persist::insert_outbox(&txn, &rows.events).await {
-            Ok(()) => match persist::insert_chunked(&txn, rows.sync_jobs).await {
-                Ok(()) => audit::insert_rows(&txn, rows.audit).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let written = persist::write_batch_tail(&txn, &rows.events, rows.sync_jobs, rows.audit).await;
         let commit = match written {
             Ok(()) => txn.commit().await.map_err(StoreError::from),
             Err(e) => {
