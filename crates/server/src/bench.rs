@@ -425,6 +425,8 @@ fn spawn_server(
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
+        // This setting wins over the data directory; an operator's may name a shared file.
+        .env("JINLIU_AUDIT_CHECKPOINTS", data_dir.join("audit-checkpoints.jsonl"))
         .env("DATABASE_URL", url)
         .env("JINLIU_SQLITE_SYNCHRONOUS", sync)
         .env("JINLIU_MASTER_KEY", master_key)

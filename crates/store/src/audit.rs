@@ -1,12 +1,12 @@
 //! The audit log: one row per mutation, written in the mutation's own transaction, then chained
 //! by a single sealer so that any later edit, deletion, reordering or truncation shows.
 //!
-//! Writing a row costs a share of two multi-row INSERTs per group commit (the writer writes the
-//! rows of a whole batch together: the rows, and their ids into the `audit_pending` queue) in a
+//! Writing a row costs a share of the group commit's tail (the writer writes the rows of a whole
+//! batch together: the rows, and their ids and hashes into the `audit_pending` queue) in a
 //! transaction that is being committed anyway; nothing on the write path waits for a counter or a
 //! lock. The chain is built afterwards: the sealer (one node at a time, by lease) takes committed
-//! rows off the queue, numbers them (`seq`) and gives each a MAC over its fields and the previous
-//! row's MAC, under a key that is not in the database. Seals are rows of their own
+//! rows off the queue, numbers them (`seq`) and gives each a MAC over the previous row's MAC, its
+//! number and its hash (SHA-256 over every field), under a key that is not in the database. Seals are rows of their own
 //! (`audit_seals`): an audit row is written once and never updated, so sealing inserts a few
 //! narrow rows instead of rewriting wide ones (docs/performance.md, run O). `verify_audit` walks the chain and
 //! compares it with checkpoints (`seq`, head MAC) the server writes outside the database, which
@@ -340,7 +340,9 @@ pub struct AuditReport {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditProblem {
-    /// `deleted`, `altered` (edited, reordered or forged), `truncated`, `unanchored`.
+    /// `deleted`, `altered` (edited, reordered or forged), `truncated`, `unanchored`,
+    /// `unchained` (a row neither sealed nor queued for its seal: added behind jinliu's back).
+    /// `seq` is 0 for `unchained`.
     pub kind: &'static str,
     /// Where.
     pub seq: i64,
@@ -391,6 +393,17 @@ async fn with_seals<C: ConnectionTrait>(conn: &C, mut entries: Vec<AuditEntry>) 
         }
     }
     Ok(entries)
+}
+
+/// `EXISTS` a row of `table` whose `col` is the audit row's id (for a filter on `audit_log`).
+fn names_the_row<E: EntityTrait>(table: E, col: E::Column) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(table)
+            .and_where(Expr::col((table, col)).equals((audit_log::Entity, audit_log::Column::Id)))
+            .to_owned(),
+    )
 }
 
 /// The last link of the chain.
@@ -592,6 +605,25 @@ impl Store {
                 row_id: None,
                 message: format!("the log ends at seq {last} but a checkpoint records seq {seq}"),
             });
+            return Ok(report);
+        }
+        // A row goes into the queue in its own transaction and leaves it in the one that seals
+        // it, so a row with neither a seal nor a queue entry was added, or had its entry
+        // removed, behind jinliu's back (and could be edited unnoticed from then on).
+        let unchained = audit_log::Entity::find()
+            .filter(names_the_row(audit_seals::Entity, audit_seals::Column::AuditId).not())
+            .filter(names_the_row(audit_pending::Entity, audit_pending::Column::AuditId).not())
+            .order_by_asc(audit_log::Column::Id)
+            .limit(1)
+            .all(self.read())
+            .await?;
+        if let Some(row) = unchained.into_iter().next() {
+            report.problem = Some(AuditProblem {
+                kind: "unchained",
+                seq: 0,
+                message: format!("row {} is neither sealed nor waiting for its seal", row.id),
+                row_id: Some(row.id),
+            });
         }
         Ok(report)
     }
@@ -600,14 +632,17 @@ impl Store {
     /// the database), with their seals. The checkpoint's own row stays: it anchors the rest of
     /// the chain.
     pub async fn prune_audit(&self, checkpoint: &AuditCheckpoint) -> Result<u64, StoreError> {
-        let txn = self.read().begin().await?;
-        let anchor = audit_seals::Entity::find_by_id(checkpoint.seq).by_key(&txn).await?;
-        if anchor.map(|a| a.mac).as_deref() != Some(checkpoint.mac.as_str()) {
+        let anchor = self.audit_entry_at(checkpoint.seq).await?;
+        if anchor.and_then(|a| a.mac).as_deref() != Some(checkpoint.mac.as_str()) {
             return Err(StoreError::Corrupt(format!(
                 "audit row seq {} does not match the checkpoint; not pruning",
                 checkpoint.seq
             )));
         }
+        // The check reads outside the transaction, so that the transaction's first statement is
+        // a write: on SQLite a transaction that read first cannot take the write lock once
+        // another connection has committed (SQLITE_BUSY at once, no busy wait).
+        let txn = self.read().begin().await?;
         let pruned = audit_log::Entity::delete_many()
             .filter(
                 audit_log::Column::Id.in_subquery(

@@ -15,7 +15,7 @@ use crate::{OutboxEvent, StoreError};
 
 /// Renders the outbox rows for `drafts`, in order, with ids that sort in that order, and records
 /// them in the unit's sink. The writer inserts the rows of every unit that succeeded at the end
-/// of the batch, in one multi-row INSERT inside the same transaction (see [`insert_outbox`]), and
+/// of the batch, inside the same transaction (see [`write_batch_tail`]), and
 /// publishes them once committed; a unit rolled back to its savepoint writes none.
 pub(crate) fn record_events(
     sink: &UnitSink,
@@ -43,7 +43,7 @@ pub(crate) fn record_events(
 }
 
 /// Rows per multi-row INSERT: far below every backend's bound-parameter limit (SQLite 32,766,
-/// PostgreSQL and MySQL 65,535) for the widest deferred row (17 audit columns).
+/// PostgreSQL and MySQL 65,535) for the widest deferred row (15 audit columns).
 pub(crate) const INSERT_CHUNK: usize = 500;
 
 /// Writes what a batch's units left for its end: the outbox rows with their webhook messages,

@@ -2,7 +2,8 @@
 //! its leases, and the attempts log.
 //!
 //! The group-commit writer makes one message per matching enabled endpoint for every event it
-//! inserts, in the same transaction ([`fan_out`]), and inserts the event already dispatched. The
+//! inserts, in the same transaction ([`messages_for`], written with the batch's other rows by
+//! `persist::write_batch_tail`), and inserts the event already dispatched. The
 //! relay does the same for `events` rows an older jinliu left undispatched (it relayed them in a
 //! second transaction) and marks them dispatched; a named lease (`worker_leases`) lets one node
 //! relay at a time, and the conditional mark (`webhooks_dispatched = false`) plus the unique
@@ -255,8 +256,9 @@ async fn insert_messages<C: ConnectionTrait>(
 /// An endpoint that commits after this read does not hear these events, even one whose creation
 /// time is earlier than theirs (on PostgreSQL and MySQL another writer may commit it meanwhile; a
 /// recovery can make those messages); one disabled or deleted meanwhile may still get messages,
-/// which delivery gives up without an attempt. Messages go in 200 rows a statement, inside the
-/// commit of the events: a merchant with many endpoints makes its batches' tails longer.
+/// which delivery gives up without an attempt. Here (the relay) messages go in 200 rows a
+/// statement; the writer inserts them with the rest of its batch's tail, inside the commit of the
+/// events: a merchant with many endpoints makes its batches' tails longer.
 pub(crate) async fn fan_out<C: ConnectionTrait>(
     conn: &C,
     batch: &[events::Model],

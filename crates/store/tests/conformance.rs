@@ -64,6 +64,7 @@ conformance!(
     retention_prunes_whole_sealed_ranges_and_verification_still_passes,
     one_node_at_a_time_seals_the_audit_log,
     a_row_deleted_before_its_seal_is_reported_missing,
+    a_row_neither_sealed_nor_queued_is_reported_unchained,
     an_event_becomes_one_message_per_matching_endpoint_in_the_transaction_that_commits_it,
     events_an_older_version_left_undispatched_are_relayed_once_even_with_two_relayers,
     a_due_webhook_message_is_leased_to_exactly_one_node_and_follows_its_schedule,
@@ -1149,6 +1150,35 @@ async fn a_row_deleted_before_its_seal_is_reported_missing(store: Store, url: St
         .problem
         .unwrap_or_else(|| panic!("deletion not detected"));
     assert_eq!((p.kind, p.row_id.as_deref()), ("deleted", Some(victim.id.as_str())));
+}
+
+/// A row written behind jinliu's back has no queue entry, and an entry deleted takes its row
+/// out of the sealer's sight: either way verification names the row.
+async fn a_row_neither_sealed_nor_queued_is_reported_unchained(store: Store, url: String) {
+    paid_order(&store, 10).await;
+    seal_all(&store).await;
+    assert_eq!(verify(&store, &[]).await.problem, None);
+    tamper(
+        &url,
+        "INSERT INTO audit_log (id, at, actor_type, action, target_type, target_id, digest, detail, outcome) \
+         VALUES ('aud_forged', 1, 'system', 'order.create', 'order', 'ord_x', '00', '{}', 'ok')",
+    )
+    .await;
+    let p = verify(&store, &[])
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("forged row not reported"));
+    assert_eq!((p.kind, p.row_id.as_deref()), ("unchained", Some("aud_forged")));
+    tamper(&url, "DELETE FROM audit_log WHERE id = 'aud_forged'").await;
+
+    paid_order(&store, 10).await;
+    assert_eq!(verify(&store, &[]).await.problem, None, "queued rows are not unchained");
+    tamper(&url, "DELETE FROM audit_pending").await;
+    let p = verify(&store, &[])
+        .await
+        .problem
+        .unwrap_or_else(|| panic!("dequeued row not reported"));
+    assert_eq!(p.kind, "unchained");
 }
 
 async fn one_node_at_a_time_seals_the_audit_log(store: Store, url: String) {

@@ -674,8 +674,9 @@ stored in the database. After a pass that moved the head, at \
 most every `JINLIU_AUDIT_CHECKPOINT_SECS` (60), it appends a signed checkpoint `{seq, mac, at, sig}` to \
 `JINLIU_AUDIT_CHECKPOINTS` (default `<data-dir>/audit-checkpoints.jsonl`, 0600), outside the database. \
 `jinliu audit verify` walks the chain and reports the first edited, reordered or forged row (`altered`), a \
-missing row (`deleted`), rows cut off the end (`truncated`, caught by a checkpoint) or a start no checkpoint \
-vouches for (`unanchored`); a checkpoint line whose signature fails is itself reported. Rows are sealed about \
+missing row (`deleted`), rows cut off the end (`truncated`, caught by a checkpoint), a start no checkpoint \
+vouches for (`unanchored`) or a row that is neither sealed nor queued for its seal, written behind \
+jinliu's back (`unchained`); a checkpoint line whose signature fails is itself reported. Rows are sealed about \
 a second after they commit. A row's id and hash are queued for the sealer in the row's own transaction, so a \
 row deleted before its seal is still chained and reported `deleted`; only someone who deletes the queue entry \
 too, before the seal, goes unnoticed.\n\n\

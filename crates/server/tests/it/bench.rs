@@ -20,6 +20,8 @@ fn a_small_benchmark_reports_every_run_and_writes_nothing_into_the_current_direc
         ])
         .current_dir(cwd.path())
         .env("RUST_LOG", "warn")
+        // An operator's setting, which wins over a data directory.
+        .env("JINLIU_AUDIT_CHECKPOINTS", cwd.path().join("real-checkpoints.jsonl"))
         .output()
         .unwrap_or_else(|e| panic!("run jinliu bench: {e}"));
     let (stdout, stderr) = (
