@@ -46,17 +46,22 @@ pub(crate) fn record_events(
 /// PostgreSQL and MySQL 65,535) for the widest deferred row (15 audit columns).
 pub(crate) const INSERT_CHUNK: usize = 500;
 
-/// Writes what a batch's units left for its end: the outbox rows with their webhook messages,
-/// one per matching enabled endpoint ([`crate::webhooks::messages_for`]), the status-sync jobs,
-/// and the audit rows with their sealer queue entries, in the batch's transaction. The events go
-/// in already dispatched, and nothing writes them a second time (the relay only handles rows an
-/// older jinliu left undispatched).
+/// Writes what a batch's units left for its end, in the batch's transaction: the [`Deferred`]
+/// writes its optimistic pass has not made yet (the order claims and payment rows of its last
+/// run of new attempts), the outbox rows with their webhook messages, one per matching enabled
+/// endpoint ([`crate::webhooks::messages_for`]), the status-sync jobs, and the audit rows with
+/// their sealer queue entries. The events go in already dispatched, and nothing writes them a
+/// second time (the relay only handles rows an older jinliu left undispatched).
 ///
 /// After the one read of the endpoints, PostgreSQL gets everything in one statement
-/// ([`insert_together`]); SQLite and MySQL get one multi-row INSERT per table,
-/// [`INSERT_CHUNK`] rows a statement.
+/// ([`write_together`]); SQLite and MySQL get the claims' `UPDATE` ([`Deferred::flush`]) and one
+/// multi-row INSERT per table, [`INSERT_CHUNK`] rows a statement.
+///
+/// A claim that misses is [`StoreError::Conflict`], as from [`Deferred::flush`]; the caller
+/// must then roll the transaction back (on PostgreSQL the other rows went in with the claims).
 pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
     conn: &C,
+    mut deferred: Deferred,
     written: &[OutboxEvent],
     sync_jobs: Vec<sync_jobs::ActiveModel>,
     audit: Vec<audit_log::ActiveModel>,
@@ -78,14 +83,17 @@ pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
     let messages = crate::webhooks::messages_for(conn, &events, None).await?;
     let events: Vec<events::ActiveModel> = events.into_iter().map(events::ActiveModel::from).collect();
     let pending = crate::audit::pending_rows(&audit);
-    if events.is_empty() && sync_jobs.is_empty() && audit.is_empty() {
+    if deferred.is_empty() && events.is_empty() && sync_jobs.is_empty() && audit.is_empty() {
         // A batch of sealer passes, say: nothing to write.
         return Ok(());
     }
     if conn.get_database_backend() == DbBackend::Postgres {
-        return insert_together(
+        let claims = deferred.order_claims.len();
+        let claimed = write_together(
             conn,
+            deferred.claims_json(),
             [
+                JsonRows::of(&deferred.payments),
                 JsonRows::of(&events),
                 JsonRows::of(&messages),
                 JsonRows::of(&sync_jobs),
@@ -93,8 +101,14 @@ pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
                 JsonRows::of(&pending),
             ],
         )
-        .await;
+        .await?;
+        return if claimed == claims as i64 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        };
     }
+    deferred.flush(conn).await?;
     insert_chunked(conn, messages).await?;
     insert_chunked(conn, events).await?;
     insert_chunked(conn, sync_jobs).await?;
@@ -102,7 +116,7 @@ pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
     insert_chunked(conn, pending).await
 }
 
-/// One table's rows for [`insert_together`]: its name, its columns, and the rows as a JSON array
+/// One table's rows for [`write_together`]: its name, its columns, and the rows as a JSON array
 /// of objects keyed by column.
 pub(crate) struct JsonRows {
     table: String,
@@ -136,40 +150,55 @@ impl JsonRows {
     }
 }
 
-/// PostgreSQL only: inserts the rows of several tables with one statement, each table's rows
-/// passed as one JSON parameter and expanded by `json_populate_recordset`, each INSERT but the
-/// last in a data-modifying `WITH` (PostgreSQL runs every one of them, read or not).
+/// PostgreSQL only: makes a batch's order claims and inserts the rows of several tables with one
+/// statement, and returns how many orders it claimed. The claims (a JSON array of `{id,
+/// version}`) are an `UPDATE … FROM json_populate_recordset(…)` that bumps each order still at
+/// its expected version; each table's rows are one JSON parameter expanded the same way. Every
+/// part but the final count is a data-modifying `WITH` (PostgreSQL runs each of them to
+/// completion, read or not), so a unique violation in any part fails the whole statement.
 ///
-/// One statement instead of one per table saves the writer's serial chain four round trips per
-/// batch, and its text depends only on the tables, never on the row counts, so it is prepared
-/// once per connection (multi-row `VALUES` lists are a new statement for every count).
-async fn insert_together<C: ConnectionTrait, const N: usize>(conn: &C, parts: [JsonRows; N]) -> Result<(), StoreError> {
-    let insert = |i: usize, p: &JsonRows| {
+/// One statement instead of one per table saves the writer's serial chain six round trips per
+/// batch of new payment attempts, and its text depends only on the tables, never on the row
+/// counts, so it is prepared once per connection (multi-row `VALUES` lists are a new statement
+/// for every count).
+async fn write_together<C: ConnectionTrait, const N: usize>(
+    conn: &C,
+    claims: String,
+    parts: [JsonRows; N],
+) -> Result<i64, StoreError> {
+    // The `= ANY (ARRAY(…))` repeats the join's ids for the planner's sake: it estimates any set
+    // returning function at 100 rows, and against an `orders` table of a few thousand rows it
+    // then preferred a sequential scan and a hash join; an `ANY` over a sub-select it estimates
+    // at 10 elements, which keeps the primary-key index scan at every table size.
+    let mut sql = String::from(
+        "WITH claimed AS (UPDATE \"orders\" AS o SET \"version\" = o.\"version\" + 1 \
+         FROM json_populate_recordset(NULL::\"orders\", $1::json) AS c \
+         WHERE o.\"id\" = c.\"id\" AND o.\"version\" = c.\"version\" \
+         AND o.\"id\" = ANY (ARRAY(SELECT x->>'id' FROM json_array_elements($1::json) AS x)) \
+         RETURNING o.\"id\")",
+    );
+    for (i, p) in parts.iter().enumerate() {
         let columns = p
             .columns
             .iter()
             .map(|c| format!("\"{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
-            "INSERT INTO \"{t}\" ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::\"{t}\", ${n}::json)",
+        sql.push_str(&format!(
+            ", t{i} AS (INSERT INTO \"{t}\" ({columns}) SELECT {columns} \
+             FROM json_populate_recordset(NULL::\"{t}\", ${n}::json))",
             t = p.table,
-            n = i + 1
-        )
-    };
-    let mut sql = String::new();
-    for (i, p) in parts.iter().enumerate().take(N.saturating_sub(1)) {
-        sql.push_str(if i == 0 { "WITH " } else { ", " });
-        sql.push_str(&format!("t{i} AS ({})", insert(i, p)));
+            n = i + 2
+        ));
     }
-    if let Some(last) = parts.last() {
-        sql.push(' ');
-        sql.push_str(&insert(N - 1, last));
-    }
-    let values = parts.into_iter().map(|p| Value::String(Some(p.rows)));
-    conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
-        .await?;
-    Ok(())
+    sql.push_str(" SELECT count(*) AS claimed FROM claimed");
+    let values =
+        std::iter::once(Value::String(Some(claims))).chain(parts.into_iter().map(|p| Value::String(Some(p.rows))));
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await?
+        .ok_or(StoreError::Corrupt("a count returned no row".into()))?;
+    Ok(row.try_get::<i64>("", "claimed")?)
 }
 
 /// Reading the one row a primary- or unique-key filter selects.
@@ -314,7 +343,8 @@ pub(crate) async fn insert_payment<C: ConnectionTrait>(
 
 /// Writes that units which allow it leave to their writer, so that a run of such units costs two
 /// statements in all instead of two each: the order claims of new payment attempts
-/// ([`claim_order`]) and the new payment rows ([`insert_payment`]).
+/// ([`claim_order`]) and the new payment rows ([`insert_payment`]). Those of a batch's last run
+/// go in with the batch's tail ([`write_batch_tail`]), on PostgreSQL in its one statement.
 ///
 /// Only the writer's optimistic pass defers (see `writer.rs`), and it makes these writes before
 /// it runs any unit that does not defer, so only the deferring units of the same run can read the
@@ -347,6 +377,17 @@ const CLAIM_CHUNK: usize = 200;
 impl Deferred {
     pub(crate) fn is_empty(&self) -> bool {
         self.order_claims.is_empty() && self.payments.is_empty()
+    }
+
+    /// The order claims as a JSON array of `{"id", "version"}` objects ([`write_together`]).
+    fn claims_json(&self) -> String {
+        serde_json::Value::Array(
+            self.order_claims
+                .iter()
+                .map(|(id, version)| serde_json::json!({ "id": id, "version": version }))
+                .collect(),
+        )
+        .to_string()
     }
 
     pub(crate) fn append(&mut self, other: &mut Deferred) {

@@ -27,8 +27,10 @@
 //! optimistically: every unit once, with no savepoint ([`WriterLoop::optimistic`]). Only when a
 //! unit fails (a refusal, a conflict, a panic) is the batch rolled back and run again with one
 //! `SAVEPOINT` per unit and no `RELEASE` ([`WriterLoop::with_savepoints`]), where a failing unit
-//! is rolled back alone. The per-unit outbox, sync-job and audit rows are folded into three
-//! statements per batch either way.
+//! is rolled back alone. The per-unit outbox, sync-job and audit rows are folded into one
+//! multi-row INSERT per table per batch either way; on PostgreSQL into one statement, together
+//! with the order claims and payment rows that new payment attempts left to the writer
+//! ([`crate::persist::Deferred`], [`crate::persist::write_batch_tail`]).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -531,8 +533,9 @@ impl WriterLoop {
     ///
     /// Units submitted with [`Writer::submit_deferring`] leave their [`Deferred`] writes here; a
     /// run of such units has them made in one go, before the next unit that does not defer (which
-    /// may read what they wrote) and at the end. A failed flush fails the pass like a failed unit.
-    async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<DatabaseTransaction> {
+    /// may read what they wrote); those of the last run are returned with the transaction, for
+    /// the batch's tail. A failed flush fails the pass like a failed unit.
+    async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<(DatabaseTransaction, Deferred)> {
         let Ok(txn) = self.db.begin_with_options(self.options).await else {
             self.reruns.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -552,11 +555,9 @@ impl WriterLoop {
                 break;
             }
         }
-        if done && !deferred.is_empty() {
-            done = deferred.flush(&txn).await.is_ok();
-        }
         if done {
-            return Some(txn);
+            // The last run's deferred writes go in with the batch's tail (`write_batch_tail`).
+            return Some((txn, deferred));
         }
         let _ = txn.rollback().await;
         for job in batch.iter_mut() {
@@ -618,30 +619,49 @@ impl WriterLoop {
     }
 
     async fn run_batch(&self, mut batch: Vec<Box<dyn Job>>) {
-        let txn = match self.optimistic(&mut batch).await {
-            Some(txn) => txn,
-            None => match self.with_savepoints(&mut batch).await {
-                Some(txn) => txn,
-                // Every unit has been answered.
-                None => return,
-            },
-        };
-        // The outbox, sync-job and audit rows of the whole batch, and the events' webhook
-        // messages after one read of the endpoints: one multi-row INSERT per table instead of
-        // one per unit, or on PostgreSQL one statement for them all. Their ids are fresh (a sync job's is the id of the object its unit created,
-        // a message's (endpoint, event) pair has a fresh event) and the tables have no foreign
-        // keys, so they fail only when the transaction itself does; such a failure is handled
-        // like a failed commit.
-        let mut rows = BatchRows::default();
-        for job in batch.iter_mut() {
-            job.take_rows(&mut rows);
-        }
-        let written = persist::write_batch_tail(&txn, &rows.events, rows.sync_jobs, rows.audit).await;
-        let commit = match written {
-            Ok(()) => txn.commit().await.map_err(StoreError::from),
-            Err(e) => {
-                let _ = txn.rollback().await;
-                Err(e)
+        let mut optimistic = self.optimistic(&mut batch).await;
+        let (events, commit) = loop {
+            let (txn, deferred) = match optimistic.take() {
+                Some(open) => open,
+                None => match self.with_savepoints(&mut batch).await {
+                    Some(txn) => (txn, Deferred::default()),
+                    // Every unit has been answered.
+                    None => return,
+                },
+            };
+            // The outbox, sync-job and audit rows of the whole batch, and the events' webhook
+            // messages after one read of the endpoints: one multi-row INSERT per table instead
+            // of one per unit, or on PostgreSQL one statement for them all and the last deferred
+            // writes. Their ids are fresh (a sync job's is the id of the object its unit
+            // created, a message's (endpoint, event) pair has a fresh event) and the tables have
+            // no foreign keys, so they fail only when the transaction itself does; such a
+            // failure is handled like a failed commit.
+            let mut rows = BatchRows::default();
+            for job in batch.iter_mut() {
+                job.take_rows(&mut rows);
+            }
+            let BatchRows {
+                events,
+                sync_jobs,
+                audit,
+            } = rows;
+            let carried = !deferred.is_empty();
+            let written = persist::write_batch_tail(&txn, deferred, &events, sync_jobs, audit).await;
+            match written {
+                Ok(()) => break (events, txn.commit().await.map_err(StoreError::from)),
+                // A deferred write failed (a claim missed, a provider reference is taken), as a
+                // failed flush in the optimistic pass: the batch runs again, a savepoint per unit.
+                Err(_) if carried => {
+                    let _ = txn.rollback().await;
+                    for job in batch.iter_mut() {
+                        job.reset();
+                    }
+                    self.reruns.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    break (events, Err(e));
+                }
             }
         };
         match &commit {
@@ -650,7 +670,7 @@ impl WriterLoop {
                 // Published before the callers are answered, so whoever reacts to an answer and
                 // then subscribes has not missed this batch's events through the feed's own
                 // lag; nobody can see them before they are durable.
-                for event in rows.events {
+                for event in events {
                     // An error only means nobody is subscribed right now.
                     let _ = self.events.send(event);
                 }
