@@ -4,7 +4,8 @@
 //! For each database (SQLite always, PostgreSQL when `--postgres` names a server) it:
 //! 1. creates a scratch database and seeds enough pending orders;
 //! 2. measures the baseline: the same payment + event inserts, one transaction each, straight
-//!    through the driver (and `pgbench -N` at the same client count on PostgreSQL, when present);
+//!    through the driver (and, on PostgreSQL when it is installed, `pgbench -N` at each
+//!    `--connections` count, so that every run is compared with pgbench at its own client count);
 //! 3. starts `jinliu serve` as a child process (so its RSS and CPU time are its own);
 //! 4. drives `POST /api/payments` (one TWD payment per order, through the KPay adapter and its
 //!    in-process sandbox over HTTP) closed-loop at each `--connections` count, then open-loop at a fixed
@@ -138,6 +139,9 @@ fn notify_op(client: &reqwest::Client, base: &str, references: &Arc<Vec<String>>
 
 struct RunResult {
     label: String,
+    /// Client connections of the run (for an open-loop run, the first closed-loop count): the
+    /// `pgbench -N` baseline it is compared with.
+    clients: usize,
     offered: Option<f64>,
     achieved: f64,
     ok: u64,
@@ -233,9 +237,9 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         .map_err(|e| e.to_string())?;
     let baseline = n as f64 / took.as_secs_f64();
     let pgbench = if backend == "postgres" {
-        pgbench(url, main_conns, args.duration.min(10)).await
+        pgbench(url, &args.connections, args.duration.min(10)).await
     } else {
-        None
+        Vec::new()
     };
     drop(store);
 
@@ -274,6 +278,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         let (lat, errors, took) = closed_loop(&pay, &next, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
             format!("create payment, closed, {c} conns"),
+            c,
             None,
             lat,
             errors,
@@ -289,6 +294,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let (lat, errors, took) = open_loop(&pay, &next, rate, Duration::from_secs(args.duration)).await;
     runs.push(summarise(
         format!("create payment, open, {rate}/s"),
+        main_conns,
         Some(rate as f64),
         lat,
         errors,
@@ -308,6 +314,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         let (lat, errors, took) = closed_loop(&notify, &next_note, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
             format!("octopus notification, closed, {c} conns"),
+            c,
             None,
             lat,
             errors,
@@ -325,8 +332,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         &runs,
         baseline,
         base_conc,
-        pgbench,
-        main_conns,
+        &pgbench,
         used,
         orders.len(),
     ))
@@ -655,6 +661,7 @@ impl Probe<'_> {
 
 fn summarise(
     label: String,
+    clients: usize,
     offered: Option<f64>,
     mut lat: Vec<u32>,
     errors: u64,
@@ -673,6 +680,7 @@ fn summarise(
     let ok = lat.len() as u64;
     RunResult {
         label,
+        clients,
         offered,
         achieved: ok as f64 / took.as_secs_f64(),
         ok,
@@ -697,14 +705,12 @@ fn summarise(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn render(
     backend: &str,
     runs: &[RunResult],
     baseline: f64,
     base_conc: usize,
-    pgbench: Option<PgBench>,
-    conns: usize,
+    pgbench: &[(usize, PgBench)],
     used: usize,
     seeded: usize,
 ) -> String {
@@ -712,18 +718,19 @@ fn render(
     s.push_str(&format!(
         "baseline: raw payment+event inserts, one transaction each, {base_conc} connection(s): {baseline:.0} tx/s\n"
     ));
-    if let Some(PgBench { tps, db_cpu_ms_per_tx }) = pgbench {
+    for (clients, PgBench { tps, db_cpu_ms_per_tx }) in pgbench {
         let cpu = db_cpu_ms_per_tx
             .map(|ms| format!(", database CPU {ms:.3} ms/tx"))
             .unwrap_or_default();
-        s.push_str(&format!("baseline: pgbench -N, {conns} clients: {tps:.0} tps{cpu}\n"));
+        s.push_str(&format!("baseline: pgbench -N, {clients} clients: {tps:.0} tps{cpu}\n"));
     }
     s.push_str("\n| run | offered/s | achieved/s | ok | errors | p50 ms | p95 ms | p99 ms | server CPU ms/req | database CPU ms/req | units/commit | server RSS MB | × raw inserts |");
-    if pgbench.is_some() {
+    if !pgbench.is_empty() {
+        // Each run against pgbench at the run's own client count.
         s.push_str(" × pgbench -N |");
     }
     s.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    if pgbench.is_some() {
+    if !pgbench.is_empty() {
         s.push_str("---|");
     }
     s.push('\n');
@@ -748,8 +755,11 @@ fn render(
             r.rss_mb,
             r.achieved / baseline.max(1e-9),
         ));
-        if let Some(PgBench { tps, .. }) = pgbench {
-            s.push_str(&format!(" {:.2} |", r.achieved / tps.max(1e-9)));
+        if !pgbench.is_empty() {
+            match pgbench.iter().find(|(clients, _)| *clients == r.clients) {
+                Some((_, PgBench { tps, .. })) => s.push_str(&format!(" {:.2} |", r.achieved / tps.max(1e-9))),
+                None => s.push_str(" - |"),
+            }
         }
         s.push('\n');
     }
@@ -761,19 +771,33 @@ fn render(
     s
 }
 
-/// `pgbench -N` (no updates of the branch/teller tables) at `clients`, when pgbench is installed.
-async fn pgbench(url: &str, clients: usize, secs: u64) -> Option<PgBench> {
+/// `pgbench -N` (no updates of the branch/teller tables) at each of `clients`, when pgbench is
+/// installed: one initialisation, then one run per distinct count, in order.
+async fn pgbench(url: &str, clients: &[usize], secs: u64) -> Vec<(usize, PgBench)> {
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", "10", url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .await
-        .ok()?;
-    if !init.success() {
-        eprintln!("pgbench -i failed; skipping the pgbench baseline");
-        return None;
+        .await;
+    if !init.is_ok_and(|s| s.success()) {
+        eprintln!("pgbench -i failed or pgbench is not installed; skipping the pgbench baseline");
+        return Vec::new();
     }
+    let mut results: Vec<(usize, PgBench)> = Vec::new();
+    for &c in clients {
+        if results.iter().any(|(done, _)| *done == c) {
+            continue;
+        }
+        if let Some(r) = pgbench_run(url, c, secs).await {
+            results.push((c, r));
+        }
+    }
+    results
+}
+
+/// One `pgbench -N` run at `clients` on an initialised database.
+async fn pgbench_run(url: &str, clients: usize, secs: u64) -> Option<PgBench> {
     eprintln!("baseline: pgbench -N -c {clients} -T {secs}");
     let before = postgres_cpu();
     let out = Command::new("pgbench")
@@ -1043,4 +1067,70 @@ async fn paced_notifications(
         }
     }
     (sent, lat, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PgBench, RunResult, render};
+
+    fn run(label: &str, clients: usize, achieved: f64) -> RunResult {
+        RunResult {
+            label: label.into(),
+            clients,
+            offered: None,
+            achieved,
+            ok: 1,
+            errors: 0,
+            p50: 1.0,
+            p95: 1.0,
+            p99: 1.0,
+            cpu_ms_per_req: 0.1,
+            db_cpu_ms_per_req: None,
+            units_per_commit: None,
+            rss_mb: 1.0,
+        }
+    }
+
+    fn ratio(report: &str, label: &str) -> String {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("no row {label} in\n{report}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        cells[cells.len() - 2].to_owned()
+    }
+
+    #[test]
+    fn each_run_is_compared_with_pgbench_at_its_own_client_count() {
+        let pgbench = [
+            (
+                16,
+                PgBench {
+                    tps: 4000.0,
+                    db_cpu_ms_per_tx: None,
+                },
+            ),
+            (
+                64,
+                PgBench {
+                    tps: 2000.0,
+                    db_cpu_ms_per_tx: None,
+                },
+            ),
+        ];
+        let runs = [run("a", 16, 2000.0), run("b", 64, 2000.0), run("c", 8, 2000.0)];
+        let report = render("postgres", &runs, 1000.0, 16, &pgbench, 0, 1);
+        assert!(
+            report.contains("baseline: pgbench -N, 16 clients: 4000 tps"),
+            "{report}"
+        );
+        assert!(
+            report.contains("baseline: pgbench -N, 64 clients: 2000 tps"),
+            "{report}"
+        );
+        assert_eq!(ratio(&report, "a"), "0.50");
+        assert_eq!(ratio(&report, "b"), "1.00");
+        // No pgbench run at that count: no ratio rather than one against another count.
+        assert_eq!(ratio(&report, "c"), "-");
+    }
 }
