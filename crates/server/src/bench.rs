@@ -277,9 +277,11 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         let before = probe.sample().await;
         let (lat, errors, took) = closed_loop(&pay, &next, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
-            format!("create payment, closed, {c} conns"),
-            c,
-            None,
+            Load {
+                label: format!("create payment, closed, {c} conns"),
+                clients: c,
+                offered: None,
+            },
             lat,
             errors,
             took,
@@ -293,9 +295,11 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let before = probe.sample().await;
     let (lat, errors, took) = open_loop(&pay, &next, rate, Duration::from_secs(args.duration)).await;
     runs.push(summarise(
-        format!("create payment, open, {rate}/s"),
-        main_conns,
-        Some(rate as f64),
+        Load {
+            label: format!("create payment, open, {rate}/s"),
+            clients: main_conns,
+            offered: Some(rate as f64),
+        },
         lat,
         errors,
         took,
@@ -313,9 +317,11 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         let before = probe.sample().await;
         let (lat, errors, took) = closed_loop(&notify, &next_note, c, Duration::from_secs(args.duration)).await;
         runs.push(summarise(
-            format!("octopus notification, closed, {c} conns"),
-            c,
-            None,
+            Load {
+                label: format!("octopus notification, closed, {c} conns"),
+                clients: c,
+                offered: None,
+            },
             lat,
             errors,
             took,
@@ -659,10 +665,19 @@ impl Probe<'_> {
     }
 }
 
-fn summarise(
+/// What a run drove: its row label, its client connections, and its offered rate (open loop).
+struct Load {
     label: String,
     clients: usize,
     offered: Option<f64>,
+}
+
+fn summarise(
+    Load {
+        label,
+        clients,
+        offered,
+    }: Load,
     mut lat: Vec<u32>,
     errors: u64,
     took: Duration,
