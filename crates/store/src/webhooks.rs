@@ -232,21 +232,6 @@ fn matches(ep: &webhook_endpoints::Model, event: &events::Model) -> bool {
             .is_none_or(|list| list.split(',').any(|t| t == event.event_type))
 }
 
-/// Inserts messages a few hundred rows at a time (bind-parameter limits differ per database).
-async fn insert_messages<C: ConnectionTrait>(
-    conn: &C,
-    rows: Vec<webhook_messages::ActiveModel>,
-) -> Result<(), StoreError> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(200).collect();
-        webhook_messages::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Makes the webhook messages of `batch`: one per enabled endpoint of the event's merchant that
 /// [`matches`] it, each due at once. Messages are made at `at`, or when `None` (the writer, in the
 /// transaction that commits the events) at each event's own time. One read of the merchants'
@@ -256,9 +241,10 @@ async fn insert_messages<C: ConnectionTrait>(
 /// An endpoint that commits after this read does not hear these events, even one whose creation
 /// time is earlier than theirs (on PostgreSQL and MySQL another writer may commit it meanwhile; a
 /// recovery can make those messages); one disabled or deleted meanwhile may still get messages,
-/// which delivery gives up without an attempt. Here (the relay) messages go in 200 rows a
-/// statement; the writer inserts them with the rest of its batch's tail, inside the commit of the
-/// events: a merchant with many endpoints makes its batches' tails longer.
+/// which delivery gives up without an attempt. Here (the relay) messages go in
+/// [`crate::persist::INSERT_CHUNK`] rows a statement; the writer inserts them with the rest of
+/// its batch's tail, inside the commit of the events: a merchant with many endpoints makes its
+/// batches' tails longer.
 pub(crate) async fn fan_out<C: ConnectionTrait>(
     conn: &C,
     batch: &[events::Model],
@@ -266,7 +252,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
 ) -> Result<usize, StoreError> {
     let rows = messages_for(conn, batch, at).await?;
     let made = rows.len();
-    insert_messages(conn, rows).await?;
+    crate::persist::insert_chunked(conn, rows).await?;
     Ok(made)
 }
 
@@ -982,7 +968,7 @@ impl Store {
                     .map(|ev| new_message(&ep, ev, now_ms))
                     .collect();
                 let made = rows.len() as u64;
-                insert_messages(txn, rows).await?;
+                crate::persist::insert_chunked(txn, rows).await?;
                 Ok(requeued + made)
             })
         });
