@@ -75,8 +75,9 @@ where
 /// (not work inside a nested savepoint the unit may roll back on its own), since the sink records
 /// what the unit produced, not what survived inside it. Only rows that cannot conflict belong
 /// in the events and sync jobs (fresh ids, tables without foreign keys): a failed multi-row
-/// INSERT of those fails the whole batch. The [`Deferred`] writes may conflict; a failed flush
-/// sends the batch to its second run instead.
+/// INSERT of those fails the whole batch, unless the batch's tail also carried [`Deferred`]
+/// writes. Those may conflict; a failed flush, or a failed tail that carried them, sends the
+/// batch to its second run instead.
 #[derive(Debug)]
 pub(crate) struct UnitSink {
     rows: std::sync::Mutex<UnitRows>,
@@ -635,7 +636,7 @@ impl WriterLoop {
             // writes. Their ids are fresh (a sync job's is the id of the object its unit
             // created, a message's (endpoint, event) pair has a fresh event) and the tables have
             // no foreign keys, so they fail only when the transaction itself does; such a
-            // failure is handled like a failed commit.
+            // failure is handled like a failed commit, unless the tail carried deferred writes.
             let mut rows = BatchRows::default();
             for job in batch.iter_mut() {
                 job.take_rows(&mut rows);
@@ -651,7 +652,12 @@ impl WriterLoop {
                 Ok(()) => break (events, txn.commit().await.map_err(StoreError::from)),
                 // A deferred write failed (a claim missed, a provider reference is taken), as a
                 // failed flush in the optimistic pass: the batch runs again, a savepoint per unit.
-                Err(_) if carried => {
+                Err(e) if carried => {
+                    // A miss is routine under contention; anything else would make every such
+                    // batch run twice with only the rerun counter to show for it.
+                    if !matches!(e, StoreError::Conflict) {
+                        tracing::warn!(error = %e, units = batch.len(), "a batch's tail failed; running it again with savepoints");
+                    }
                     let _ = txn.rollback().await;
                     for job in batch.iter_mut() {
                         job.reset();
