@@ -4,19 +4,22 @@
 //! For each database (SQLite always, PostgreSQL when `--postgres` names a server) it:
 //! 1. creates a scratch database and seeds enough pending orders;
 //! 2. measures the baseline: the same payment + event inserts, one transaction each, straight
-//!    through the driver (and, on PostgreSQL when it is installed, `pgbench -N` at each
-//!    `--connections` count, so that every run is compared with pgbench at its own client count);
+//!    through the driver (and, on PostgreSQL when it is installed, initialises `pgbench`);
 //! 3. starts `jinliu serve` as a child process (so its RSS and CPU time are its own);
 //! 4. drives `POST /api/payments` (one TWD payment per order, through the KPay adapter and its
-//!    in-process sandbox over HTTP) closed-loop at each `--connections` count, then open-loop at a fixed
-//!    arrival rate with latency measured from each request's intended send time;
+//!    in-process sandbox over HTTP) closed-loop at each `--connections` count in `--rounds`
+//!    rounds, then open-loop at a fixed arrival rate with latency measured from each request's
+//!    intended send time. On PostgreSQL each round follows a `pgbench -N` run of the same length
+//!    at the same client count and is compared with it: on a shared machine the speed of both
+//!    moves by a quarter within minutes, and only ratios measured side by side hold;
 //! 5. drives Octopus payment notifications (`POST /api/payments/notify/octopus/octopus_test`,
 //!    signed as the Octopus sandbox signs them; verify + dedupe + transition + events) closed-loop
 //!    at each `--connections` count, one seeded pending payment per notification;
 //! 6. prints offered and achieved rates, p50/p95/p99, errors, server CPU per request and RSS, and
 //!    the ratios to the baselines.
 //!
-//! Numbers on a shared machine are noisy; the ratios to the same-run baseline are what to compare.
+//! Numbers on a shared machine are noisy; the ratios to the same-run baseline are what to compare,
+//! and the median of the rounds' ratios (printed with their range under the table).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -37,6 +40,12 @@ pub struct BenchArgs {
     /// Closed-loop client counts, comma-separated.
     #[arg(long, default_value = "16,64", value_delimiter = ',')]
     pub connections: Vec<usize>,
+    /// Rounds each closed-loop creation run is split into (`--duration` is shared among them).
+    /// On PostgreSQL every round follows a `pgbench -N` run of the same length at the same client
+    /// count and is compared with that run, so that a ratio never spans minutes of a shared
+    /// machine's changing speed.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Open-loop arrival rate (requests/s); default 70 % of the best closed-loop rate.
     #[arg(long)]
     pub rate: Option<u64>,
@@ -139,9 +148,13 @@ fn notify_op(client: &reqwest::Client, base: &str, references: &Arc<Vec<String>>
 
 struct RunResult {
     label: String,
-    /// Client connections of the run (for an open-loop run, the first closed-loop count): the
-    /// `pgbench -N` baseline it is compared with.
+    /// Client connections of the run (for an open-loop run, the first closed-loop count).
     clients: usize,
+    /// Which round of its closed-loop count this run was, and of how many.
+    round: Option<(usize, usize)>,
+    /// The `pgbench -N` rate (tps) this run is compared with: the run just before it for a
+    /// round, the median of the runs at its client count for any other run.
+    pgbench_tps: Option<f64>,
     offered: Option<f64>,
     achieved: f64,
     ok: u64,
@@ -236,11 +249,7 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         .await
         .map_err(|e| e.to_string())?;
     let baseline = n as f64 / took.as_secs_f64();
-    let pgbench = if backend == "postgres" {
-        pgbench(url, &args.connections, args.duration.min(10)).await
-    } else {
-        Vec::new()
-    };
+    let pgbench_ready = backend == "postgres" && pgbench_init(url).await;
     drop(store);
 
     let port = free_port()?;
@@ -272,22 +281,47 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     // Warm-up: connections, statement caches, allocator.
     let _ = closed_loop(&pay, &next, 16, Duration::from_secs(1)).await;
     let mut runs = Vec::new();
+    let mut pgbench: Vec<(usize, PgBench)> = Vec::new();
+    let rounds = args.rounds.max(1);
+    let round_len = Duration::from_secs(args.duration).div_f64(rounds as f64);
     for &c in &args.connections {
-        eprintln!("[{backend}] closed loop, {c} connections, {} s", args.duration);
-        let before = probe.sample().await;
-        let (lat, errors, took) = closed_loop(&pay, &next, c, Duration::from_secs(args.duration)).await;
-        runs.push(summarise(
-            Load {
-                label: format!("create payment, closed, {c} conns"),
-                clients: c,
-                offered: None,
-            },
-            lat,
-            errors,
-            took,
-            before,
-            probe.sample().await,
-        ));
+        for round in 1..=rounds {
+            let paired = if pgbench_ready {
+                let r = pgbench_run(url, c, round_len.as_secs().max(1)).await;
+                if let Some(r) = r {
+                    pgbench.push((c, r));
+                }
+                r
+            } else {
+                None
+            };
+            eprintln!(
+                "[{backend}] closed loop, {c} connections, round {round}/{rounds}, {:.1} s",
+                round_len.as_secs_f64()
+            );
+            let before = probe.sample().await;
+            let (lat, errors, took) = closed_loop(&pay, &next, c, round_len).await;
+            let label = if rounds > 1 {
+                format!("create payment, closed, {c} conns, round {round}/{rounds}")
+            } else {
+                format!("create payment, closed, {c} conns")
+            };
+            let mut r = summarise(
+                Load {
+                    label,
+                    clients: c,
+                    offered: None,
+                },
+                lat,
+                errors,
+                took,
+                before,
+                probe.sample().await,
+            );
+            r.round = Some((round, rounds));
+            r.pgbench_tps = paired.map(|p| p.tps);
+            runs.push(r);
+        }
     }
     let best = runs.iter().map(|r| r.achieved).fold(0.0, f64::max);
     let rate = args.rate.unwrap_or(((best * 0.7) as u64).max(50));
@@ -333,6 +367,9 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
         eprintln!("[{backend}] all seeded Octopus payments were used; raise --notifications");
     }
     let _ = child.kill().await;
+    for r in runs.iter_mut().filter(|r| r.round.is_none()) {
+        r.pgbench_tps = median_tps(&pgbench, r.clients);
+    }
     Ok(render(
         backend,
         &runs,
@@ -696,6 +733,8 @@ fn summarise(
     RunResult {
         label,
         clients,
+        round: None,
+        pgbench_tps: None,
         offered,
         achieved: ok as f64 / took.as_secs_f64(),
         ok,
@@ -739,6 +778,11 @@ fn render(
             .unwrap_or_default();
         s.push_str(&format!("baseline: pgbench -N, {clients} clients: {tps:.0} tps{cpu}\n"));
     }
+    if !pgbench.is_empty() {
+        s.push_str(
+            "(each closed-loop round is compared with the pgbench run just before it; other runs with the median pgbench run at their client count)\n",
+        );
+    }
     s.push_str("\n| run | offered/s | achieved/s | ok | errors | p50 ms | p95 ms | p99 ms | server CPU ms/req | database CPU ms/req | units/commit | server RSS MB | × raw inserts |");
     if !pgbench.is_empty() {
         // Each run against pgbench at the run's own client count.
@@ -771,13 +815,14 @@ fn render(
             r.achieved / baseline.max(1e-9),
         ));
         if !pgbench.is_empty() {
-            match pgbench.iter().find(|(clients, _)| *clients == r.clients) {
-                Some((_, PgBench { tps, .. })) => s.push_str(&format!(" {:.2} |", r.achieved / tps.max(1e-9))),
+            match r.pgbench_tps {
+                Some(tps) => s.push_str(&format!(" {:.2} |", r.achieved / tps.max(1e-9))),
                 None => s.push_str(" - |"),
             }
         }
         s.push('\n');
     }
+    s.push_str(&round_summaries(runs, baseline));
     if used >= seeded {
         s.push_str(&format!(
             "\nnote: all {seeded} seeded orders were used; runs may have stopped early (raise --orders)\n"
@@ -786,29 +831,79 @@ fn render(
     s
 }
 
-/// `pgbench -N` (no updates of the branch/teller tables) at each of `clients`, when pgbench is
-/// installed: one initialisation, then one run per distinct count, in order.
-async fn pgbench(url: &str, clients: &[usize], secs: u64) -> Vec<(usize, PgBench)> {
+/// Initialises `pgbench`'s tables in the scratch database; false (and a note) when pgbench is
+/// not installed or fails, and the runs then go without the pgbench baseline.
+async fn pgbench_init(url: &str) -> bool {
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", "10", url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .await;
-    if !init.is_ok_and(|s| s.success()) {
+    let ok = init.is_ok_and(|s| s.success());
+    if !ok {
         eprintln!("pgbench -i failed or pgbench is not installed; skipping the pgbench baseline");
-        return Vec::new();
     }
-    let mut results: Vec<(usize, PgBench)> = Vec::new();
-    for &c in clients {
-        if results.iter().any(|(done, _)| *done == c) {
-            continue;
-        }
-        if let Some(r) = pgbench_run(url, c, secs).await {
-            results.push((c, r));
-        }
+    ok
+}
+
+/// The median `pgbench -N` rate among the runs at `clients`.
+fn median_tps(pgbench: &[(usize, PgBench)], clients: usize) -> Option<f64> {
+    let mut tps: Vec<f64> = pgbench
+        .iter()
+        .filter(|(c, _)| *c == clients)
+        .map(|(_, p)| p.tps)
+        .collect();
+    median(&mut tps)
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
     }
-    results
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// One line per closed-loop count run in several rounds: the median rate and ratios, and the
+/// ratios' range, which shows how much the machine moved under the run.
+fn round_summaries(runs: &[RunResult], baseline: f64) -> String {
+    let mut s = String::new();
+    let mut counts: Vec<usize> = runs
+        .iter()
+        .filter(|r| r.round.is_some_and(|(_, of)| of > 1))
+        .map(|r| r.clients)
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    for c in counts {
+        let rounds: Vec<&RunResult> = runs.iter().filter(|r| r.round.is_some() && r.clients == c).collect();
+        let mut rates: Vec<f64> = rounds.iter().map(|r| r.achieved).collect();
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.pgbench_tps.map(|tps| r.achieved / tps.max(1e-9)))
+            .collect();
+        let rate = median(&mut rates).unwrap_or(0.0);
+        s.push_str(&format!(
+            "\ncreate payment, closed, {c} conns, {} rounds: median {rate:.0}/s, {:.2} × raw inserts",
+            rounds.len(),
+            rate / baseline.max(1e-9)
+        ));
+        if let Some(m) = median(&mut ratios) {
+            s.push_str(&format!(
+                "; × pgbench -N median {m:.2} (rounds {:.2}–{:.2})",
+                ratios[0],
+                ratios[ratios.len() - 1]
+            ));
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// One `pgbench -N` run at `clients` on an initialised database.
@@ -1086,12 +1181,14 @@ async fn paced_notifications(
 
 #[cfg(test)]
 mod tests {
-    use super::{PgBench, RunResult, render};
+    use super::{PgBench, RunResult, median_tps, render};
 
     fn run(label: &str, clients: usize, achieved: f64) -> RunResult {
         RunResult {
             label: label.into(),
             clients,
+            round: None,
+            pgbench_tps: None,
             offered: None,
             achieved,
             ok: 1,
@@ -1106,6 +1203,24 @@ mod tests {
         }
     }
 
+    fn round(clients: usize, n: usize, of: usize, achieved: f64, pgbench_tps: f64) -> RunResult {
+        RunResult {
+            round: Some((n, of)),
+            pgbench_tps: Some(pgbench_tps),
+            ..run(&format!("create {clients}, round {n}/{of}"), clients, achieved)
+        }
+    }
+
+    fn pg(clients: usize, tps: f64) -> (usize, PgBench) {
+        (
+            clients,
+            PgBench {
+                tps,
+                db_cpu_ms_per_tx: None,
+            },
+        )
+    }
+
     fn ratio(report: &str, label: &str) -> String {
         let line = report
             .lines()
@@ -1116,36 +1231,55 @@ mod tests {
     }
 
     #[test]
-    fn each_run_is_compared_with_pgbench_at_its_own_client_count() {
-        let pgbench = [
-            (
-                16,
-                PgBench {
-                    tps: 4000.0,
-                    db_cpu_ms_per_tx: None,
-                },
-            ),
-            (
-                64,
-                PgBench {
-                    tps: 2000.0,
-                    db_cpu_ms_per_tx: None,
-                },
-            ),
+    fn each_round_is_compared_with_the_pgbench_run_just_before_it() {
+        // The machine slowed down between rounds: pgbench and jinliu alike.
+        let pgbench = [pg(16, 5000.0), pg(16, 2500.0), pg(16, 4000.0), pg(64, 2000.0)];
+        let runs = [
+            round(16, 1, 3, 3000.0, 5000.0),
+            round(16, 2, 3, 1250.0, 2500.0),
+            round(16, 3, 3, 2800.0, 4000.0),
+            round(64, 1, 1, 1800.0, 2000.0),
         ];
-        let runs = [run("a", 16, 2000.0), run("b", 64, 2000.0), run("c", 8, 2000.0)];
         let report = render("postgres", &runs, 1000.0, 16, &pgbench, 0, 1);
+        assert_eq!(ratio(&report, "create 16, round 1/3"), "0.60");
+        assert_eq!(ratio(&report, "create 16, round 2/3"), "0.50");
+        assert_eq!(ratio(&report, "create 16, round 3/3"), "0.70");
+        assert_eq!(ratio(&report, "create 64, round 1/1"), "0.90");
         assert!(
-            report.contains("baseline: pgbench -N, 16 clients: 4000 tps"),
+            report.contains(
+                "create payment, closed, 16 conns, 3 rounds: median 2800/s, 2.80 × raw inserts; × pgbench -N median 0.60 (rounds 0.50–0.70)"
+            ),
             "{report}"
         );
-        assert!(
-            report.contains("baseline: pgbench -N, 64 clients: 2000 tps"),
+        // One round is its own summary.
+        assert!(!report.contains("64 conns, 1 rounds"), "{report}");
+        assert_eq!(
+            report.matches("baseline: pgbench -N, 16 clients").count(),
+            3,
             "{report}"
         );
-        assert_eq!(ratio(&report, "a"), "0.50");
-        assert_eq!(ratio(&report, "b"), "1.00");
+    }
+
+    #[test]
+    fn other_runs_are_compared_with_the_median_pgbench_run_at_their_client_count() {
+        let pgbench = [
+            pg(16, 5000.0),
+            pg(16, 2500.0),
+            pg(16, 4000.0),
+            pg(64, 2000.0),
+            pg(64, 3000.0),
+        ];
+        assert_eq!(median_tps(&pgbench, 16), Some(4000.0));
+        assert_eq!(median_tps(&pgbench, 64), Some(2500.0));
         // No pgbench run at that count: no ratio rather than one against another count.
-        assert_eq!(ratio(&report, "c"), "-");
+        assert_eq!(median_tps(&pgbench, 8), None);
+        let runs = [RunResult {
+            pgbench_tps: median_tps(&pgbench, 8),
+            ..run("notify 8", 8, 100.0)
+        }];
+        assert_eq!(
+            ratio(&render("postgres", &runs, 1000.0, 16, &pgbench, 0, 1), "notify 8"),
+            "-"
+        );
     }
 }

@@ -31,7 +31,10 @@ fn a_small_benchmark_reports_every_run_and_writes_nothing_into_the_current_direc
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for run in [
         "raw payment+event inserts",
-        "| create payment, closed, 2 conns |",
+        // Closed-loop runs come in rounds (three by default), then one line of their medians.
+        "| create payment, closed, 2 conns, round 1/3 |",
+        "| create payment, closed, 2 conns, round 3/3 |",
+        "create payment, closed, 2 conns, 3 rounds: median",
         "| create payment, open,",
         "| octopus notification, closed, 2 conns |",
     ] {
