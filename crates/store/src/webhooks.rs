@@ -37,6 +37,17 @@ pub const RELAY_LEASE: &str = "webhook_relay";
 /// Most events one recovery walks (an operator can call it again with a later `since`).
 pub const RECOVER_MAX_EVENTS: u64 = 10_000;
 
+/// The relay's query: the oldest `limit` events not yet dispatched. The filter is a literal
+/// written exactly as the predicate of the partial index `events_undispatched` (migration
+/// m0013): a bound `false` would do for the rows, but a generic prepared plan cannot match a
+/// parameter to an index predicate, and SQLite matches the predicate's terms as written.
+pub(crate) fn undispatched(limit: u64) -> sea_orm::Select<events::Entity> {
+    events::Entity::find()
+        .filter(Expr::cust("webhooks_dispatched = FALSE"))
+        .order_by_asc(events::Column::Id)
+        .limit(limit)
+}
+
 /// A new endpoint; the server made the id (the sealed secret is bound to it) and sealed the secret.
 #[derive(Debug, Clone)]
 pub struct NewEndpoint {
@@ -566,12 +577,7 @@ impl Store {
     pub async fn relay_webhook_events(&self, limit: u64, now: Timestamp) -> Result<RelayReport, StoreError> {
         let w = work(move |txn, _sink| {
             Box::pin(async move {
-                let batch = events::Entity::find()
-                    .filter(events::Column::WebhooksDispatched.eq(false))
-                    .order_by_asc(events::Column::Id)
-                    .limit(limit)
-                    .all(txn)
-                    .await?;
+                let batch = undispatched(limit).all(txn).await?;
                 if batch.is_empty() {
                     return Ok(RelayReport::default());
                 }
