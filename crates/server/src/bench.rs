@@ -11,7 +11,10 @@
 //!    rounds, then open-loop at a fixed arrival rate with latency measured from each request's
 //!    intended send time. On PostgreSQL each round follows a `pgbench -N` run of the same length
 //!    at the same client count and is compared with it: on a shared machine the speed of both
-//!    moves by a quarter within minutes, and only ratios measured side by side hold;
+//!    moves by a quarter within minutes, and only ratios measured side by side hold. A round's
+//!    database CPU includes some of the previous pgbench run's after-work (checkpoint,
+//!    autovacuum), and a pgbench run some of the previous round's (the server's background
+//!    workers, too), in turn;
 //! 5. drives Octopus payment notifications (`POST /api/payments/notify/octopus/octopus_test`,
 //!    signed as the Octopus sandbox signs them; verify + dedupe + transition + events) closed-loop
 //!    at each `--connections` count, one seeded pending payment per notification;
@@ -40,7 +43,8 @@ pub struct BenchArgs {
     /// Closed-loop client counts, comma-separated.
     #[arg(long, default_value = "16,64", value_delimiter = ',')]
     pub connections: Vec<usize>,
-    /// Rounds each closed-loop creation run is split into (`--duration` is shared among them).
+    /// Rounds each closed-loop creation run is split into, `--duration / --rounds` whole seconds
+    /// each (at least 1).
     /// On PostgreSQL every round follows a `pgbench -N` run of the same length at the same client
     /// count and is compared with that run, so that a ratio never spans minutes of a shared
     /// machine's changing speed.
@@ -283,11 +287,12 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let mut runs = Vec::new();
     let mut pgbench: Vec<(usize, PgBench)> = Vec::new();
     let rounds = args.rounds.max(1);
-    let round_len = Duration::from_secs(args.duration).div_f64(rounds as f64);
+    // Whole seconds, so that each pgbench run (`-T` takes seconds) is exactly as long as its round.
+    let round_len = Duration::from_secs((args.duration / rounds as u64).max(1));
     for &c in &args.connections {
         for round in 1..=rounds {
             let paired = if pgbench_ready {
-                let r = pgbench_run(url, c, round_len.as_secs().max(1)).await;
+                let r = pgbench_run(url, c, round_len.as_secs()).await;
                 if let Some(r) = r {
                     pgbench.push((c, r));
                 }
@@ -296,8 +301,8 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
                 None
             };
             eprintln!(
-                "[{backend}] closed loop, {c} connections, round {round}/{rounds}, {:.1} s",
-                round_len.as_secs_f64()
+                "[{backend}] closed loop, {c} connections, round {round}/{rounds}, {} s",
+                round_len.as_secs()
             );
             let before = probe.sample().await;
             let (lat, errors, took) = closed_loop(&pay, &next, c, round_len).await;

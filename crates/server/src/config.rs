@@ -739,9 +739,10 @@ fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {
 /// Several writers overlap their batches' round trips to the database; one writer makes bigger
 /// batches, so fewer statements and commits per unit of work. Where the CPUs, not the round
 /// trips, bound the rate (a small machine, often with the database beside jinliu), the bigger
-/// batches win: on two CPUs one writer made 8–10 % more payments a second than four did at 16
-/// connections, with less CPU per payment in jinliu and in PostgreSQL (docs/performance.md, run
-/// R). Four stays the most, as before, for machines where round trips dominate.
+/// batches win: on two CPUs one writer reached a median 0.56 × `pgbench -N` at 16 connections
+/// where four reached 0.50 (+12 %), with less CPU per payment in jinliu and in PostgreSQL
+/// (docs/performance.md, run R). Four stays the most, as before, for machines where round trips
+/// dominate.
 pub fn default_db_writers(cpus: usize) -> usize {
     (cpus / 2).clamp(1, 4)
 }

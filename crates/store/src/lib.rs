@@ -109,6 +109,9 @@ impl StoreConfig {
         StoreConfig {
             url: url.into(),
             max_batch: 256,
+            // More than the server's default on a small machine (`JINLIU_DB_WRITERS`) on
+            // purpose: the conformance suite runs on these defaults, and several writers are what
+            // make its races between batches happen.
             writers: 4,
             read_connections: 8,
             sqlite_synchronous: "FULL".into(),
