@@ -304,25 +304,17 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
                 "[{backend}] closed loop, {c} connections, round {round}/{rounds}, {} s",
                 round_len.as_secs()
             );
-            let before = probe.sample().await;
-            let (lat, errors, took) = closed_loop(&pay, &next, c, round_len).await;
             let label = if rounds > 1 {
                 format!("create payment, closed, {c} conns, round {round}/{rounds}")
             } else {
                 format!("create payment, closed, {c} conns")
             };
-            let mut r = summarise(
-                Load {
-                    label,
-                    clients: c,
-                    offered: None,
-                },
-                lat,
-                errors,
-                took,
-                before,
-                probe.sample().await,
-            );
+            let load = Load {
+                label,
+                clients: c,
+                offered: None,
+            };
+            let mut r = probe.measure(load, closed_loop(&pay, &next, c, round_len)).await;
             r.round = Some((round, rounds));
             r.pgbench_tps = paired.map(|p| p.tps);
             runs.push(r);
@@ -331,20 +323,16 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
     let best = runs.iter().map(|r| r.achieved).fold(0.0, f64::max);
     let rate = args.rate.unwrap_or(((best * 0.7) as u64).max(50));
     eprintln!("[{backend}] open loop, {rate}/s, {} s", args.duration);
-    let before = probe.sample().await;
-    let (lat, errors, took) = open_loop(&pay, &next, rate, Duration::from_secs(args.duration)).await;
-    runs.push(summarise(
-        Load {
-            label: format!("create payment, open, {rate}/s"),
-            clients: main_conns,
-            offered: Some(rate as f64),
-        },
-        lat,
-        errors,
-        took,
-        before,
-        probe.sample().await,
-    ));
+    let load = Load {
+        label: format!("create payment, open, {rate}/s"),
+        clients: main_conns,
+        offered: Some(rate as f64),
+    };
+    runs.push(
+        probe
+            .measure(load, open_loop(&pay, &next, rate, Duration::from_secs(args.duration)))
+            .await,
+    );
     let used = next.load(Ordering::Relaxed);
     let notify = notify_op(&client, &base, &references);
     let next_note = Arc::new(AtomicUsize::new(0));
@@ -353,20 +341,19 @@ async fn bench_backend(args: &BenchArgs, backend: &str, url: &str) -> Result<Str
             "[{backend}] Octopus notification ingestion, closed loop, {c} connections, {} s",
             args.duration
         );
-        let before = probe.sample().await;
-        let (lat, errors, took) = closed_loop(&notify, &next_note, c, Duration::from_secs(args.duration)).await;
-        runs.push(summarise(
-            Load {
-                label: format!("octopus notification, closed, {c} conns"),
-                clients: c,
-                offered: None,
-            },
-            lat,
-            errors,
-            took,
-            before,
-            probe.sample().await,
-        ));
+        let load = Load {
+            label: format!("octopus notification, closed, {c} conns"),
+            clients: c,
+            offered: None,
+        };
+        runs.push(
+            probe
+                .measure(
+                    load,
+                    closed_loop(&notify, &next_note, c, Duration::from_secs(args.duration)),
+                )
+                .await,
+        );
     }
     if next_note.load(Ordering::Relaxed) >= references.len() {
         eprintln!("[{backend}] all seeded Octopus payments were used; raise --notifications");
@@ -680,6 +667,18 @@ struct Probe<'a> {
 }
 
 impl Probe<'_> {
+    /// Runs `run` (a load: its latencies, errors and duration) between two samples and
+    /// summarises it as `load`.
+    async fn measure(
+        &self,
+        load: Load,
+        run: impl std::future::Future<Output = (Vec<u32>, u64, Duration)>,
+    ) -> RunResult {
+        let before = self.sample().await;
+        let (lat, errors, took) = run.await;
+        summarise(load, lat, errors, took, before, self.sample().await)
+    }
+
     async fn sample(&self) -> Sample {
         Sample {
             server: proc_stats(self.pid),
