@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0011KeyRing),
             Box::new(M0012AuditSeals),
             Box::new(M0013LeanerWrites),
+            Box::new(M0014OneStatementTail),
         ]
     }
 
@@ -1291,6 +1292,49 @@ impl MigrationTrait for M0013LeanerWrites {
                 .to_owned(),
         )
         .await?;
+        Ok(())
+    }
+}
+
+struct M0014OneStatementTail;
+
+impl MigrationName for M0014OneStatementTail {
+    fn name(&self) -> &str {
+        "m0014_one_statement_tail"
+    }
+}
+
+/// PostgreSQL only: two functions that let the writer's batch tail (`persist::write_together`)
+/// be the whole batch, one statement with no `BEGIN` or `COMMIT` around it.
+///
+/// - `jinliu_expect_claims(claimed, expected)` returns `claimed`, or fails the statement with
+///   SQLSTATE 40001 (`serialization_failure`, which the store reads as a conflict) when an order
+///   claim missed. A statement that fails is rolled back whole, so a miss leaves nothing written
+///   even when no transaction surrounds it. An expression like `1 / 0` would not do: the planner
+///   folds constants, and would fail every statement.
+/// - `jinliu_new_id(prefix)` makes an id of the shape `jinliu_domain` generates: the prefix and
+///   a UUIDv7 in hex (48 bits of milliseconds, the version nibble `7`, then the random bits and
+///   variant of a `gen_random_uuid()`), for the webhook messages the statement makes itself.
+const PG_TAIL_FUNCTIONS: [&str; 2] = [
+    "CREATE OR REPLACE FUNCTION jinliu_expect_claims(claimed bigint, expected bigint) RETURNS bigint \
+     LANGUAGE plpgsql AS $$ BEGIN \
+     IF claimed IS DISTINCT FROM expected THEN \
+     RAISE EXCEPTION 'claimed % of % orders: an order changed since it was read', claimed, expected \
+     USING ERRCODE = 'serialization_failure'; \
+     END IF; RETURN claimed; END $$",
+    "CREATE OR REPLACE FUNCTION jinliu_new_id(prefix text) RETURNS text LANGUAGE sql VOLATILE AS $$ \
+     SELECT prefix || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') \
+     || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14) $$",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0014OneStatementTail {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        if m.get_database_backend() == sea_orm::DbBackend::Postgres {
+            for sql in PG_TAIL_FUNCTIONS {
+                m.get_connection().execute_unprepared(sql).await?;
+            }
+        }
         Ok(())
     }
 }

@@ -1,7 +1,5 @@
 //! Payments: new attempts, provider-driven transitions, lookup.
 
-use std::sync::{Arc, PoisonError};
-
 use jinliu_domain::settle::{complete_attempt, new_attempt};
 use jinliu_domain::{AuditTarget, Order, OrderId, Payment, PaymentId, Timestamp};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
@@ -14,7 +12,7 @@ use crate::idempotency::IdemRequest;
 use crate::orders::load_order;
 use crate::persist::{ByKey, claim_order, insert_payment, record_events, update_order, update_payment};
 use crate::sync::{SyncKind, schedule};
-use crate::writer::{UnitSink, work};
+use crate::writer::{Staged, UnitSink, work};
 use crate::{Scope, Store, StoreError};
 
 /// A transition of a payment, decided by a provider answer, a notification, the merchant or the
@@ -121,6 +119,27 @@ async fn apply_change<C: ConnectionTrait>(
     Ok(payment)
 }
 
+/// What a new attempt of `order` leaves to the writer besides its own row and the order's claim:
+/// its event and its status-sync job. Fails when `order` cannot take `payment`.
+fn stage_attempt(sink: &UnitSink, order: &Order, payment: &Payment, sync_delay: i64) -> Result<(), StoreError> {
+    let event = new_attempt(order, payment)?;
+    record_events(
+        sink,
+        &payment.merchant_id,
+        payment.livemode,
+        &[event],
+        payment.created_at,
+    );
+    schedule(
+        sink,
+        payment.id.as_str(),
+        SyncKind::Payment,
+        payment.created_at.timestamp_millis() + sync_delay,
+        None,
+    );
+    Ok(())
+}
+
 pub(crate) async fn load_attempts<C: ConnectionTrait>(conn: &C, order: &OrderId) -> Result<Vec<Payment>, StoreError> {
     payments::Entity::find()
         .filter(payments::Column::OrderId.eq(order.as_str()))
@@ -138,9 +157,10 @@ impl Store {
     /// transaction.
     ///
     /// `order` is the payment's order as [`Store::order`] returned it to the caller. The first
-    /// attempt decides on it without reading it again: the claim below updates the order only at
-    /// that version, so it succeeds only if the row is still exactly what the caller read; when
-    /// the order changed meanwhile, the claim conflicts and the retry reads the current row.
+    /// attempt decides on it without reading it again, here, before the unit is queued
+    /// ([`Staged`]): its claim of the order updates the order only at that version, so it
+    /// succeeds only if the row is still exactly what the caller read; when the order changed
+    /// meanwhile, the claim conflicts and the unit runs again, reading the current row.
     pub async fn create_payment(
         &self,
         scope: &Scope,
@@ -152,19 +172,25 @@ impl Store {
             return Err(StoreError::NotFound("order"));
         }
         let hint = AuditTarget::id_only("payment", payment.id.as_str());
-        let scope = scope.clone();
+        let audit = AuditSpec::new("payment.create", |p: &Payment| Some(AuditTarget::payment(p)), hint);
         let sync_delay = self.sync_delay_ms();
-        let snapshot = Arc::new(std::sync::Mutex::new(Some(order.clone())));
+        // A refusal from the caller's copy of the order is left to the unit, which reads the row:
+        // the order may have changed since (and the refusal is audited there).
+        let staged = Staged::new(|sink| {
+            stage_attempt(sink, order, &payment, sync_delay)?;
+            sink.defer(|d| {
+                d.claim_order(&order.id, order.version);
+                d.insert_payment(payment_to_row(&payment));
+            });
+            Ok(payment.clone())
+        })
+        .ok();
+        let scope = scope.clone();
         let w = work(move |txn, sink| {
-            let (scope, payment, snapshot) = (scope.clone(), payment.clone(), snapshot.clone());
+            let (scope, payment) = (scope.clone(), payment.clone());
             Box::pin(async move {
-                // Taken by the first attempt only; a retry (after a conflict) reads the row.
-                let known = snapshot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                let order = match known {
-                    Some(order) => order,
-                    None => load_order(txn, Some(&scope), payment.order_id.as_str()).await?,
-                };
-                let event = new_attempt(&order, &payment)?;
+                let order = load_order(txn, Some(&scope), payment.order_id.as_str()).await?;
+                stage_attempt(sink, &order, &payment, sync_delay)?;
                 // Claim the order: a unit that completes or cancels another attempt of it in a
                 // concurrent batch (another writer, another node) then conflicts and re-reads,
                 // instead of both committing and leaving a payable attempt on a paid order.
@@ -172,34 +198,13 @@ impl Store {
                 // attempts in two statements (`persist::Deferred`).
                 claim_order(txn, sink, &order.id, order.version).await?;
                 insert_payment(txn, sink, payment_to_row(&payment)).await?;
-                record_events(
-                    sink,
-                    &payment.merchant_id,
-                    payment.livemode,
-                    &[event],
-                    payment.created_at,
-                );
-                schedule(
-                    sink,
-                    payment.id.as_str(),
-                    SyncKind::Payment,
-                    payment.created_at.timestamp_millis() + sync_delay,
-                    None,
-                );
                 Ok(payment)
             })
         });
-        self.writer()
-            .submit_deferring(
-                w,
-                idem,
-                Some(AuditSpec::new(
-                    "payment.create",
-                    |p: &Payment| Some(AuditTarget::payment(p)),
-                    hint,
-                )),
-            )
-            .await
+        match staged {
+            Some(staged) => self.writer().submit_staged(w, staged, idem, Some(audit)).await,
+            None => self.writer().submit_deferring(w, idem, Some(audit)).await,
+        }
     }
 
     /// Applies `change` to a payment. With a scope the payment must belong to it (merchant

@@ -47,19 +47,22 @@ pub(crate) fn record_events(
 /// 15,000 parameters).
 pub(crate) const INSERT_CHUNK: usize = 500;
 
-/// Writes what a batch's units left for its end, in the batch's transaction: the [`Deferred`]
-/// writes its optimistic pass has not made yet (the order claims and payment rows of its last
-/// run of new attempts), the outbox rows with their webhook messages, one per matching enabled
-/// endpoint ([`crate::webhooks::messages_for`]), the status-sync jobs, and the audit rows with
-/// their sealer queue entries. The events go in already dispatched, and nothing writes them a
-/// second time (the relay only handles rows an older jinliu left undispatched).
+/// Writes what a batch's units left for its end: the [`Deferred`] writes its optimistic pass has
+/// not made yet (the order claims and payment rows of its last run of new attempts), the outbox
+/// rows with their webhook messages, one per matching enabled endpoint, the status-sync jobs,
+/// and the audit rows with their sealer queue entries. The events go in already dispatched, and
+/// nothing writes them a second time (the relay only handles rows an older jinliu left
+/// undispatched).
 ///
-/// After the one read of the endpoints, PostgreSQL gets everything in one statement
-/// ([`write_together`]); SQLite and MySQL get the claims' `UPDATE` ([`Deferred::flush`]) and one
-/// multi-row INSERT per table, [`INSERT_CHUNK`] rows a statement.
+/// PostgreSQL gets everything in one statement ([`write_together`]), which makes the messages
+/// itself ([`crate::webhooks::pg_fan_out`]); being one statement, it is all or nothing on its own,
+/// so `conn` may be the batch's transaction or, when nothing else of the batch is to be written,
+/// the bare connection (see `writer.rs`). SQLite and MySQL get one read of the endpoints
+/// ([`crate::webhooks::messages_for`]), the claims' `UPDATE` ([`Deferred::flush`]) and one
+/// multi-row INSERT per table, [`INSERT_CHUNK`] rows a statement, in the batch's transaction.
 ///
 /// A claim that misses is [`StoreError::Conflict`], as from [`Deferred::flush`]; the caller
-/// must then roll the transaction back (on PostgreSQL the other rows went in with the claims).
+/// must then roll the transaction back (on PostgreSQL the statement has failed whole already).
 pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
     conn: &C,
     mut deferred: Deferred,
@@ -67,7 +70,7 @@ pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
     sync_jobs: Vec<sync_jobs::ActiveModel>,
     audit: Vec<audit_log::ActiveModel>,
 ) -> Result<(), StoreError> {
-    let events: Vec<events::Model> = written
+    let models: Vec<events::Model> = written
         .iter()
         .map(|e| events::Model {
             id: e.id.clone(),
@@ -81,34 +84,30 @@ pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
             webhooks_dispatched: true,
         })
         .collect();
-    let messages = crate::webhooks::messages_for(conn, &events, None).await?;
-    let events: Vec<events::ActiveModel> = events.into_iter().map(events::ActiveModel::from).collect();
     let pending = crate::audit::pending_rows(&audit);
-    if deferred.is_empty() && events.is_empty() && sync_jobs.is_empty() && audit.is_empty() {
+    if deferred.is_empty() && models.is_empty() && sync_jobs.is_empty() && audit.is_empty() {
         // A batch of sealer passes, say: nothing to write.
         return Ok(());
     }
     if conn.get_database_backend() == DbBackend::Postgres {
-        let claims = deferred.order_claims.len();
-        let claimed = write_together(
+        let events: Vec<events::ActiveModel> = models.into_iter().map(events::ActiveModel::from).collect();
+        return write_together(
             conn,
             deferred.claims_json(),
+            deferred.order_claims.len(),
             [
                 JsonRows::of(&deferred.payments)?,
                 JsonRows::of(&events)?,
-                JsonRows::of(&messages)?,
                 JsonRows::of(&sync_jobs)?,
                 JsonRows::of(&audit)?,
                 JsonRows::of(&pending)?,
             ],
+            1,
         )
-        .await?;
-        return if claimed == claims as i64 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        };
+        .await;
     }
+    let messages = crate::webhooks::messages_for(conn, &models, None).await?;
+    let events: Vec<events::ActiveModel> = models.into_iter().map(events::ActiveModel::from).collect();
     deferred.flush(conn).await?;
     insert_chunked(conn, messages).await?;
     insert_chunked(conn, events).await?;
@@ -164,22 +163,27 @@ impl JsonRows {
     }
 }
 
-/// PostgreSQL only: makes a batch's order claims and inserts the rows of several tables with one
-/// statement, and returns how many orders it claimed. The claims (a JSON array of `{id,
-/// version}`) are an `UPDATE … FROM json_populate_recordset(…)` that bumps each order still at
-/// its expected version; each table's rows are one JSON parameter expanded the same way. Every
-/// part but the final count is a data-modifying `WITH` (PostgreSQL runs each of them to
-/// completion, read or not), so a unique violation in any part fails the whole statement.
+/// PostgreSQL only: makes a batch's order claims, inserts the rows of several tables and the
+/// webhook messages of the events in `parts[events]`, all with one statement. The claims (a JSON
+/// array of `{id, version}`) are an `UPDATE … FROM json_populate_recordset(…)` that bumps each
+/// order still at its expected version; each table's rows are one JSON parameter expanded the
+/// same way. Every part but the final check is a data-modifying `WITH` (PostgreSQL runs each of
+/// them to completion, read or not), so a unique violation in any part fails the whole statement;
+/// the final check, `jinliu_expect_claims` (migration m0014), fails it with SQLSTATE 40001 when
+/// fewer than `expected` orders were claimed. Either way nothing of it is written, with or
+/// without a transaction around it.
 ///
-/// One statement instead of one per table saves the writer's serial chain six round trips per
-/// batch of new payment attempts, and its text depends only on the tables, never on the row
-/// counts, so it is prepared once per connection (multi-row `VALUES` lists are a new statement
-/// for every count).
+/// One statement instead of a read of the endpoints and one statement per table saves the
+/// writer's serial chain seven round trips per batch of new payment attempts, and its text
+/// depends only on the tables, never on the row counts, so it is prepared once per connection
+/// (multi-row `VALUES` lists are a new statement for every count).
 async fn write_together<C: ConnectionTrait, const N: usize>(
     conn: &C,
     claims: String,
+    expected: usize,
     parts: [JsonRows; N],
-) -> Result<i64, StoreError> {
+    events: usize,
+) -> Result<(), StoreError> {
     // The `= ANY (ARRAY(…))` repeats the join's ids for the planner's sake: it estimates any set
     // returning function at 100 rows, and against an `orders` table of a few thousand rows it
     // then preferred a sequential scan and a hash join; an `ANY` over a sub-select it estimates
@@ -205,14 +209,17 @@ async fn write_together<C: ConnectionTrait, const N: usize>(
             n = i + 2
         ));
     }
-    sql.push_str(" SELECT count(*) AS claimed FROM claimed");
-    let values =
-        std::iter::once(Value::String(Some(claims))).chain(parts.into_iter().map(|p| Value::String(Some(p.rows))));
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
-        .await?
-        .ok_or(StoreError::Corrupt("a count returned no row".into()))?;
-    Ok(row.try_get::<i64>("", "claimed")?)
+    sql.push_str(&format!(
+        ", fan_out AS ({}) SELECT jinliu_expect_claims(count(*), ${}) AS claimed FROM claimed",
+        crate::webhooks::pg_fan_out(events + 2),
+        N + 2
+    ));
+    let values = std::iter::once(Value::String(Some(claims)))
+        .chain(parts.into_iter().map(|p| Value::String(Some(p.rows))))
+        .chain(std::iter::once(Value::BigInt(Some(expected as i64))));
+    conn.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await?;
+    Ok(())
 }
 
 /// Reading the one row a primary- or unique-key filter selects.
@@ -320,7 +327,7 @@ pub(crate) async fn claim_order<C: ConnectionTrait>(
     expected_version: i64,
 ) -> Result<(), StoreError> {
     if sink.defers() {
-        sink.defer(|d| d.order_claims.push((id.to_string(), expected_version)));
+        sink.defer(|d| d.claim_order(id, expected_version));
         return Ok(());
     }
     let res = orders::Entity::update_many()
@@ -345,7 +352,7 @@ pub(crate) async fn insert_payment<C: ConnectionTrait>(
     row: payments::ActiveModel,
 ) -> Result<(), StoreError> {
     if sink.defers() {
-        sink.defer(|d| d.payments.push(row));
+        sink.defer(|d| d.insert_payment(row));
         return Ok(());
     }
     match payments::Entity::insert(row).exec_without_returning(conn).await {
@@ -389,6 +396,16 @@ impl std::fmt::Debug for Deferred {
 const CLAIM_CHUNK: usize = 200;
 
 impl Deferred {
+    /// Records a claim of order `id` at `expected_version` ([`claim_order`]).
+    pub(crate) fn claim_order(&mut self, id: &OrderId, expected_version: i64) {
+        self.order_claims.push((id.to_string(), expected_version));
+    }
+
+    /// Records a new payment row ([`insert_payment`]).
+    pub(crate) fn insert_payment(&mut self, row: payments::ActiveModel) {
+        self.payments.push(row);
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.order_claims.is_empty() && self.payments.is_empty()
     }

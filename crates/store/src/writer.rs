@@ -139,6 +139,31 @@ impl UnitSink {
     }
 }
 
+/// A unit's first attempt made by its caller before the unit is queued, from what the caller has
+/// already read, with no statement: its value and the rows it leaves to the writer, all of its
+/// writes deferred ([`UnitSink::defers`]). A batch made only of such units (and no idempotency
+/// records) needs nothing of the database but its tail, which on PostgreSQL is one statement:
+/// the writer then sends that statement alone, with no `BEGIN` and `COMMIT` round trips around
+/// it. When the batch fails anyway, the staged attempt is dropped and the unit's [`Work`] runs
+/// instead, as for any unit.
+pub(crate) struct Staged<T> {
+    value: T,
+    rows: UnitRows,
+}
+
+impl<T> Staged<T> {
+    /// Stages an attempt: `stage` records the unit's rows in the sink it is given, which defers
+    /// every write, and returns the unit's value.
+    pub(crate) fn new(stage: impl FnOnce(&UnitSink) -> Result<T, StoreError>) -> Result<Staged<T>, StoreError> {
+        let sink = UnitSink::new(true, true);
+        let value = stage(&sink)?;
+        Ok(Staged {
+            value,
+            rows: sink.take(),
+        })
+    }
+}
+
 /// How many committed events a slow subscriber may fall behind before it is told it lagged
 /// (`RecvError::Lagged`) and must catch up from the database.
 pub const EVENT_FEED_CAPACITY: usize = 4096;
@@ -150,10 +175,14 @@ const MAX_ATTEMPTS: usize = 5;
 trait Job: Send {
     /// Whether the unit was submitted with [`Writer::submit_deferring`].
     fn defers(&self) -> bool;
+    /// Whether [`Job::run_once`] needs a transaction: false for a [`Staged`] unit with no
+    /// idempotency record to write.
+    fn needs_transaction(&self) -> bool;
     /// Runs the unit once, with no savepoint of its own (the optimistic pass): `true` when it and
     /// its idempotency record succeeded, and then its deferred writes are added to `deferred`.
-    /// On `false` the writer rolls the whole batch back.
-    async fn run_once(&mut self, txn: &DatabaseTransaction, deferred: &mut Deferred) -> bool;
+    /// On `false` the writer rolls the whole batch back. `txn` is `None` only when no unit of
+    /// the batch [needs a transaction](Job::needs_transaction).
+    async fn run_once(&mut self, txn: Option<&DatabaseTransaction>, deferred: &mut Deferred) -> bool;
     /// Forgets what [`Job::run_once`] kept, after its batch was rolled back.
     fn reset(&mut self);
     /// Runs the unit inside the batch's transaction; the writer has just set `savepoint`.
@@ -176,6 +205,8 @@ struct BatchRows {
 
 struct UnitJob<T> {
     work: Work<T>,
+    /// The first attempt, made by the caller; taken by the optimistic pass.
+    staged: Option<Staged<T>>,
     idem: Option<IdemRequest<T>>,
     audit: Option<AuditSpec<T>>,
     outcome: Option<Result<T, StoreError>>,
@@ -200,17 +231,31 @@ impl<T: Send + Sync + 'static> Job for UnitJob<T> {
         self.defers
     }
 
-    async fn run_once(&mut self, txn: &DatabaseTransaction, deferred: &mut Deferred) -> bool {
-        let sink = UnitSink::new(true, self.defers);
-        let Ok(value) = (self.work)(txn, &sink).await else {
-            return false;
+    fn needs_transaction(&self) -> bool {
+        self.staged.is_none() || self.idem.is_some()
+    }
+
+    async fn run_once(&mut self, txn: Option<&DatabaseTransaction>, deferred: &mut Deferred) -> bool {
+        let (value, rows) = match (self.staged.take(), txn) {
+            (Some(staged), _) => (staged.value, staged.rows),
+            (None, Some(txn)) => {
+                let sink = UnitSink::new(true, self.defers);
+                let Ok(value) = (self.work)(txn, &sink).await else {
+                    return false;
+                };
+                (value, sink.take())
+            }
+            (None, None) => return false,
         };
-        if let Some(idem) = &self.idem
-            && idempotency::record_success(txn, idem, &value).await.is_err()
-        {
-            return false;
+        if let Some(idem) = &self.idem {
+            let Some(txn) = txn else {
+                return false;
+            };
+            if idempotency::record_success(txn, idem, &value).await.is_err() {
+                return false;
+            }
         }
-        self.kept = sink.take();
+        self.kept = rows;
         deferred.append(&mut self.kept.deferred);
         self.audit_row = self.audit.as_ref().map(|audit| audit.success_row(&value));
         self.outcome = Some(Ok(value));
@@ -327,6 +372,9 @@ pub struct WriterStats {
     /// Batches whose optimistic pass failed (a unit refused or conflicted, or a deferred write
     /// missed) and which were run again with a savepoint per unit.
     pub reruns: u64,
+    /// Commits that were the batch's one statement alone, with no transaction around it
+    /// (PostgreSQL, batches of new payment attempts: see [`Staged`]); included in `commits`.
+    pub single_statement: u64,
 }
 
 /// The handle to the writer tasks.
@@ -336,6 +384,7 @@ pub(crate) struct Writer {
     commits: Arc<AtomicU64>,
     units: Arc<AtomicU64>,
     reruns: Arc<AtomicU64>,
+    single_statement: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -360,6 +409,7 @@ impl Writer {
         let commits = Arc::new(AtomicU64::new(0));
         let units = Arc::new(AtomicU64::new(0));
         let reruns = Arc::new(AtomicU64::new(0));
+        let single_statement = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(EVENT_FEED_CAPACITY);
         let options = match backend {
             // IMMEDIATE takes the write lock at BEGIN, so a batch never fails half-way on a lock
@@ -380,8 +430,13 @@ impl Writer {
             },
         };
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
-        let (loop_commits, loop_units, loop_reruns, loop_events) =
-            (commits.clone(), units.clone(), reruns.clone(), events.clone());
+        let (loop_commits, loop_units, loop_reruns, loop_single, loop_events) = (
+            commits.clone(),
+            units.clone(),
+            reruns.clone(),
+            single_statement.clone(),
+            events.clone(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -401,12 +456,14 @@ impl Writer {
                     let loops = (0..tasks).map(|_| {
                         WriterLoop {
                             db: db.clone(),
+                            one_statement_tail: backend == Backend::Postgres,
                             rx: rx.clone(),
                             options,
                             max_batch,
                             commits: loop_commits.clone(),
                             units: loop_units.clone(),
                             reruns: loop_reruns.clone(),
+                            single_statement: loop_single.clone(),
                             events: loop_events.clone(),
                         }
                         .run()
@@ -424,6 +481,7 @@ impl Writer {
             commits,
             units,
             reruns,
+            single_statement,
         })
     }
 
@@ -444,7 +502,7 @@ impl Writer {
         idem: Option<IdemRequest<T>>,
         audit: Option<AuditSpec<T>>,
     ) -> Result<T, StoreError> {
-        self.enqueue(work, idem, audit, false).await
+        self.enqueue(work, None, idem, audit, false).await
     }
 
     /// Like [`Writer::submit_audited`], for a unit that may leave its [`Deferred`] writes to the
@@ -455,12 +513,25 @@ impl Writer {
         idem: Option<IdemRequest<T>>,
         audit: Option<AuditSpec<T>>,
     ) -> Result<T, StoreError> {
-        self.enqueue(work, idem, audit, true).await
+        self.enqueue(work, None, idem, audit, true).await
+    }
+
+    /// Like [`Writer::submit_deferring`], with the unit's first attempt already made by the
+    /// caller ([`Staged`]); `work` makes any later one.
+    pub(crate) async fn submit_staged<T: Send + Sync + 'static>(
+        &self,
+        work: Work<T>,
+        staged: Staged<T>,
+        idem: Option<IdemRequest<T>>,
+        audit: Option<AuditSpec<T>>,
+    ) -> Result<T, StoreError> {
+        self.enqueue(work, Some(staged), idem, audit, true).await
     }
 
     async fn enqueue<T: Send + Sync + 'static>(
         &self,
         work: Work<T>,
+        staged: Option<Staged<T>>,
         idem: Option<IdemRequest<T>>,
         audit: Option<AuditSpec<T>>,
         defers: bool,
@@ -468,6 +539,7 @@ impl Writer {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(UnitJob {
             work,
+            staged,
             idem,
             audit,
             outcome: None,
@@ -490,18 +562,23 @@ impl Writer {
             commits: self.commits.load(Ordering::Relaxed),
             units: self.units.load(Ordering::Relaxed),
             reruns: self.reruns.load(Ordering::Relaxed),
+            single_statement: self.single_statement.load(Ordering::Relaxed),
         }
     }
 }
 
 struct WriterLoop {
     db: DatabaseConnection,
+    /// Whether a batch's tail is one statement (PostgreSQL: `persist::write_together`), which
+    /// then needs no transaction of its own when nothing else of the batch is to be written.
+    one_statement_tail: bool,
     rx: Arc<Mutex<mpsc::Receiver<Box<dyn Job>>>>,
     options: TransactionOptions,
     max_batch: usize,
     commits: Arc<AtomicU64>,
     units: Arc<AtomicU64>,
     reruns: Arc<AtomicU64>,
+    single_statement: Arc<AtomicU64>,
     events: broadcast::Sender<OutboxEvent>,
 }
 
@@ -536,19 +613,36 @@ impl WriterLoop {
     /// run of such units has them made in one go, before the next unit that does not defer (which
     /// may read what they wrote); those of the last run are returned with the transaction, for
     /// the batch's tail. A failed flush fails the pass like a failed unit.
-    async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<(DatabaseTransaction, Deferred)> {
-        let Ok(txn) = self.db.begin_with_options(self.options).await else {
-            self.reruns.fetch_add(1, Ordering::Relaxed);
-            return None;
+    ///
+    /// When the tail is one statement and no unit needs a transaction (all are [`Staged`], with
+    /// no idempotency record), nothing is sent here and no transaction is opened: `Some((None,
+    /// deferred))`, and the tail is the batch's only statement. The `BEGIN` and `COMMIT` round
+    /// trips were a third of the writer's serial chain per batch at 16 connections on two CPUs
+    /// (docs/performance.md, run S).
+    async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<(Option<DatabaseTransaction>, Deferred)> {
+        let bare = self.one_statement_tail && batch.iter().all(|job| !job.needs_transaction());
+        let txn = if bare {
+            None
+        } else {
+            match self.db.begin_with_options(self.options).await {
+                Ok(txn) => Some(txn),
+                Err(_) => {
+                    self.reruns.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            }
         };
         let mut deferred = Deferred::default();
         let mut done = true;
         for job in batch.iter_mut() {
             if !job.defers() && !deferred.is_empty() {
-                done = deferred.flush(&txn).await.is_ok();
+                done = match &txn {
+                    Some(txn) => deferred.flush(txn).await.is_ok(),
+                    None => false,
+                };
             }
             done = done
-                && AssertUnwindSafe(job.run_once(&txn, &mut deferred))
+                && AssertUnwindSafe(job.run_once(txn.as_ref(), &mut deferred))
                     .catch_unwind()
                     .await
                     .unwrap_or(false);
@@ -560,7 +654,9 @@ impl WriterLoop {
             // The last run's deferred writes go in with the batch's tail (`write_batch_tail`).
             return Some((txn, deferred));
         }
-        let _ = txn.rollback().await;
+        if let Some(txn) = txn {
+            let _ = txn.rollback().await;
+        }
         for job in batch.iter_mut() {
             job.reset();
         }
@@ -625,18 +721,18 @@ impl WriterLoop {
             let (txn, deferred) = match optimistic.take() {
                 Some(open) => open,
                 None => match self.with_savepoints(&mut batch).await {
-                    Some(txn) => (txn, Deferred::default()),
+                    Some(txn) => (Some(txn), Deferred::default()),
                     // Every unit has been answered.
                     None => return,
                 },
             };
             // The outbox, sync-job and audit rows of the whole batch, and the events' webhook
-            // messages after one read of the endpoints: one multi-row INSERT per table instead
-            // of one per unit, or on PostgreSQL one statement for them all and the last deferred
-            // writes. Their ids are fresh (a sync job's is the id of the object its unit
-            // created, a message's (endpoint, event) pair has a fresh event) and the tables have
-            // no foreign keys, so they fail only when the transaction itself does; such a
-            // failure is handled like a failed commit, unless the tail carried deferred writes.
+            // messages: one multi-row INSERT per table instead of one per unit, or on PostgreSQL
+            // one statement for them all and the last deferred writes. Their ids are fresh (a
+            // sync job's is the id of the object its unit created, a message's (endpoint, event)
+            // pair has a fresh event) and the tables have no foreign keys, so they fail only
+            // when the transaction itself does; such a failure is handled like a failed commit,
+            // unless the tail carried deferred writes.
             let mut rows = BatchRows::default();
             for job in batch.iter_mut() {
                 job.take_rows(&mut rows);
@@ -647,25 +743,37 @@ impl WriterLoop {
                 audit,
             } = rows;
             let carried = !deferred.is_empty();
-            let written = persist::write_batch_tail(&txn, deferred, &events, sync_jobs, audit).await;
-            match written {
-                Ok(()) => break (events, txn.commit().await.map_err(StoreError::from)),
+            let written = match &txn {
+                Some(txn) => persist::write_batch_tail(txn, deferred, &events, sync_jobs, audit).await,
+                // One statement, committed on its own (`WriterLoop::optimistic`).
+                None => persist::write_batch_tail(&self.db, deferred, &events, sync_jobs, audit).await,
+            };
+            match (written, txn) {
+                (Ok(()), Some(txn)) => break (events, txn.commit().await.map_err(StoreError::from)),
+                (Ok(()), None) => {
+                    self.single_statement.fetch_add(1, Ordering::Relaxed);
+                    break (events, Ok(()));
+                }
                 // A deferred write failed (a claim missed, a provider reference is taken), as a
                 // failed flush in the optimistic pass: the batch runs again, a savepoint per unit.
-                Err(e) if carried => {
+                (Err(e), txn) if carried => {
                     // A miss is routine under contention; anything else would make every such
                     // batch run twice with only the rerun counter to show for it.
                     if !matches!(e, StoreError::Conflict) {
                         tracing::warn!(error = %e, units = batch.len(), "a batch's tail failed; running it again with savepoints");
                     }
-                    let _ = txn.rollback().await;
+                    if let Some(txn) = txn {
+                        let _ = txn.rollback().await;
+                    }
                     for job in batch.iter_mut() {
                         job.reset();
                     }
                     self.reruns.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    let _ = txn.rollback().await;
+                (Err(e), txn) => {
+                    if let Some(txn) = txn {
+                        let _ = txn.rollback().await;
+                    }
                     break (events, Err(e));
                 }
             }

@@ -48,6 +48,7 @@ conformance!(
     an_order_is_stored_with_its_created_event,
     a_payment_for_the_wrong_amount_writes_nothing,
     an_attempt_decided_on_a_stale_order_reads_it_again_before_writing,
+    new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_a_key_is_recorded,
     completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit,
     parallel_refunds_from_two_nodes_never_exceed_the_captured_amount,
     a_refused_unit_in_a_shared_commit_does_not_roll_back_the_others,
@@ -263,6 +264,78 @@ async fn an_attempt_decided_on_a_stale_order_reads_it_again_before_writing(store
         (after.payments, after.events, after.sync_jobs),
         (before.payments + 1, before.events + 1, before.sync_jobs + 1)
     );
+}
+
+async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_a_key_is_recorded(
+    store: Store,
+    url: String,
+) {
+    let s = scope();
+    let now = Utc::now();
+    let mut orders = Vec::new();
+    for major in 1..=9 {
+        orders.push(
+            store
+                .create_order(new_order(&s, twd(major)), now, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let before = store.writer_stats();
+    let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    // Submitted together, so that batches hold several attempts.
+    let created = futures::future::join_all(orders[..8].iter().zip(1..).map(|(order, major)| {
+        let store = store.clone();
+        let s = s.clone();
+        async move {
+            store
+                .create_payment(&s, order, attempt(order, twd(major), now), None)
+                .await
+        }
+    }))
+    .await;
+    for r in created {
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let attempts = store.writer_stats();
+    let commits = attempts.commits - before.commits;
+    let single = attempts.single_statement - before.single_statement;
+    assert!(commits >= 1, "{attempts:?}");
+    if url.starts_with("postgres") {
+        assert_eq!(single, commits, "no BEGIN or COMMIT around them: {attempts:?}");
+    } else {
+        assert_eq!(
+            single, 0,
+            "a tail of several statements needs a transaction: {attempts:?}"
+        );
+    }
+    // Whole: each attempt's row, its order's claim, its event and its status-sync job.
+    let after = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (after.payments, after.events, after.sync_jobs),
+        (counts.payments + 8, counts.events + 8, counts.sync_jobs + 8)
+    );
+    for order in &orders[..8] {
+        let now_order = store
+            .order(&s, &order.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("order"));
+        assert_eq!(now_order.version, order.version + 1, "claimed once");
+    }
+    // An idempotency record is a statement of the unit's own, so its batch is a transaction.
+    store
+        .create_payment(
+            &s,
+            &orders[8],
+            attempt(&orders[8], twd(9), now),
+            Some(idem("k9", "h9", true)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keyed = store.writer_stats();
+    assert_eq!(keyed.commits, attempts.commits + 1, "{keyed:?}");
+    assert_eq!(keyed.single_statement, attempts.single_statement, "{keyed:?}");
 }
 
 async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit(store: Store, _url: String) {
@@ -1246,8 +1319,12 @@ async fn hundreds_of_units_in_shared_commits_keep_their_events_and_audit_rows_an
 }
 
 /// How many messages an endpoint has.
+/// How many messages endpoint `ep` has, after checking that each is as new as a message is made
+/// (by the writer, in SQL on PostgreSQL, or by the relay, in Rust): an id of the generated
+/// shape (a UUIDv7 body) whose time is the message's own to the second, due at once, no attempt,
+/// and its event's type and body.
 async fn message_count(store: &Store, s: &Scope, ep: &jinliu_domain::EndpointId) -> u64 {
-    store
+    let page = store
         .webhook_messages(
             s,
             ep,
@@ -1257,8 +1334,30 @@ async fn message_count(store: &Store, s: &Scope, ep: &jinliu_domain::EndpointId)
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .total
+        .unwrap_or_else(|e| panic!("{e}"));
+    for m in &page.items {
+        let id = m.id.as_str();
+        assert_eq!(jinliu_domain::MessageId::parse(id).as_ref(), Some(&m.id), "{id}");
+        let body = &id[jinliu_domain::MessageId::PREFIX.len()..];
+        assert_eq!(&body[12..13], "7", "a UUIDv7: {id}");
+        assert!(
+            matches!(&body[16..17], "8" | "9" | "a" | "b"),
+            "the RFC 9562 variant: {id}"
+        );
+        let id_ms = i64::from_str_radix(&body[..12], 16).unwrap_or_else(|e| panic!("{e}: {id}"));
+        assert!(
+            (id_ms - Utc::now().timestamp_millis()).abs() < 60_000,
+            "an id made now: {id}"
+        );
+        assert_eq!(m.status, jinliu_domain::webhook::MessageStatus::Pending, "{m:?}");
+        assert_eq!((m.attempts, m.series_attempts), (0, 0), "{m:?}");
+        assert_eq!(m.next_attempt_at, Some(m.created_at), "{m:?}");
+        assert!(m.event_id.starts_with("evt_"), "{m:?}");
+        let payload: serde_json::Value = serde_json::from_str(&m.payload).unwrap_or_else(|e| panic!("{e}: {m:?}"));
+        assert_eq!(payload["id"], m.event_id.as_str(), "{m:?}");
+        assert_eq!(payload["type"], m.event_type.as_str(), "{m:?}");
+    }
+    page.total
 }
 
 async fn an_event_becomes_one_message_per_matching_endpoint_in_the_transaction_that_commits_it(

@@ -44,6 +44,7 @@ pub async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) 
             metrics::counter!("jinliu_db_commits_total").absolute(writer.commits);
             metrics::counter!("jinliu_db_units_total").absolute(writer.units);
             metrics::counter!("jinliu_db_batch_reruns_total").absolute(writer.reruns);
+            metrics::counter!("jinliu_db_single_statement_commits_total").absolute(writer.single_statement);
             (
                 [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                 h.render(),

@@ -431,6 +431,9 @@ async fn the_metrics_page_counts_the_writers_commits_and_units_of_work() {
     // Batches run again after a failed optimistic pass: exported beside them (three orders that
     // all succeed need no rerun, but concurrent background units might).
     counter(&after, "jinliu_db_batch_reruns_total");
+    // Commits that were a batch's one statement alone: none for orders (SQLite here, whose tail
+    // is several statements in a transaction).
+    assert_eq!(counter(&after, "jinliu_db_single_statement_commits_total"), 0);
 }
 
 #[tokio::test]
