@@ -56,6 +56,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether a statement that failed with this error may have been carried out anyway: the
+    /// database answered no SQLSTATE (the connection broke, the answer was lost) after the
+    /// statement may have reached it. For a statement outside a transaction, which commits by
+    /// itself, that means its outcome is unknown. A refusal by the database (a SQLSTATE) or a
+    /// failure to get a connection at all means it was not.
+    pub(crate) fn outcome_unknown(&self) -> bool {
+        match self {
+            StoreError::Database(e) => {
+                database_error(e).is_none() && !matches!(**e, sea_orm::DbErr::ConnectionAcquire(_))
+            }
+            _ => false,
+        }
+    }
+
     /// Worth running the unit of work again in a fresh savepoint.
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Conflict)
@@ -144,5 +158,27 @@ pub(crate) fn found<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError
         Ok(v) => Ok(Some(v)),
         Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::StoreError;
+
+    #[test]
+    fn a_lost_answer_leaves_the_outcome_unknown_but_a_refusal_or_no_connection_does_not() {
+        let lost = StoreError::Database(Arc::new(DbErr::Query(RuntimeErr::SqlxError(Arc::new(
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        )))));
+        assert!(lost.outcome_unknown());
+        let no_connection = StoreError::Database(Arc::new(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(!no_connection.outcome_unknown());
+        // A SQLSTATE 40001 (a claim that missed) arrives as `Conflict`: refused, nothing written.
+        assert!(!StoreError::Conflict.outcome_unknown());
+        assert!(!StoreError::Corrupt("a row as JSON".into()).outcome_unknown());
     }
 }

@@ -1314,7 +1314,10 @@ impl MigrationName for M0014OneStatementTail {
 ///   folds constants, and would fail every statement.
 /// - `jinliu_new_id(prefix)` makes an id of the shape `jinliu_domain` generates: the prefix and
 ///   a UUIDv7 in hex (48 bits of milliseconds, the version nibble `7`, then the random bits and
-///   variant of a `gen_random_uuid()`), for the webhook messages the statement makes itself.
+///   variant of a `gen_random_uuid()`, built in from PostgreSQL 13), for the webhook messages
+///   the statement makes itself. Its time is the database server's clock, not the node's, and
+///   ids made in the same millisecond are in no particular order (`Uuid::now_v7` orders those
+///   made by one process); message ids are only ever paged in time order to the millisecond.
 const PG_TAIL_FUNCTIONS: [&str; 2] = [
     "CREATE OR REPLACE FUNCTION jinliu_expect_claims(claimed bigint, expected bigint) RETURNS bigint \
      LANGUAGE plpgsql AS $$ BEGIN \
@@ -1323,7 +1326,7 @@ const PG_TAIL_FUNCTIONS: [&str; 2] = [
      USING ERRCODE = 'serialization_failure'; \
      END IF; RETURN claimed; END $$",
     "CREATE OR REPLACE FUNCTION jinliu_new_id(prefix text) RETURNS text LANGUAGE sql VOLATILE AS $$ \
-     SELECT prefix || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') \
+     SELECT prefix || lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') \
      || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14) $$",
 ];
 

@@ -158,7 +158,7 @@ impl Store {
     ///
     /// `order` is the payment's order as [`Store::order`] returned it to the caller. The first
     /// attempt decides on it without reading it again, here, before the unit is queued
-    /// ([`Staged`]): its claim of the order updates the order only at that version, so it
+    /// (`writer::Staged`): its claim of the order updates the order only at that version, so it
     /// succeeds only if the row is still exactly what the caller read; when the order changed
     /// meanwhile, the claim conflicts and the unit runs again, reading the current row.
     pub async fn create_payment(

@@ -95,14 +95,13 @@ pub(crate) async fn write_batch_tail<C: ConnectionTrait>(
             conn,
             deferred.claims_json(),
             deferred.order_claims.len(),
+            JsonRows::of(&events)?,
             [
                 JsonRows::of(&deferred.payments)?,
-                JsonRows::of(&events)?,
                 JsonRows::of(&sync_jobs)?,
                 JsonRows::of(&audit)?,
                 JsonRows::of(&pending)?,
             ],
-            1,
         )
         .await;
     }
@@ -163,8 +162,8 @@ impl JsonRows {
     }
 }
 
-/// PostgreSQL only: makes a batch's order claims, inserts the rows of several tables and the
-/// webhook messages of the events in `parts[events]`, all with one statement. The claims (a JSON
+/// PostgreSQL only: makes a batch's order claims, inserts its `events` rows with their webhook
+/// messages and the rows of the other tables in `parts`, all with one statement. The claims (a JSON
 /// array of `{id, version}`) are an `UPDATE … FROM json_populate_recordset(…)` that bumps each
 /// order still at its expected version; each table's rows are one JSON parameter expanded the
 /// same way. Every part but the final check is a data-modifying `WITH` (PostgreSQL runs each of
@@ -181,8 +180,8 @@ async fn write_together<C: ConnectionTrait, const N: usize>(
     conn: &C,
     claims: String,
     expected: usize,
+    events: JsonRows,
     parts: [JsonRows; N],
-    events: usize,
 ) -> Result<(), StoreError> {
     // The `= ANY (ARRAY(…))` repeats the join's ids for the planner's sake: it estimates any set
     // returning function at 100 rows, and against an `orders` table of a few thousand rows it
@@ -195,6 +194,8 @@ async fn write_together<C: ConnectionTrait, const N: usize>(
          AND o.\"id\" = ANY (ARRAY(SELECT x->>'id' FROM json_array_elements($1::json) AS x)) \
          RETURNING o.\"id\")",
     );
+    // `$2` is the events, which the fan-out reads too; the other tables follow.
+    let parts: Vec<JsonRows> = std::iter::once(events).chain(parts).collect();
     for (i, p) in parts.iter().enumerate() {
         let columns = p
             .columns
@@ -211,8 +212,8 @@ async fn write_together<C: ConnectionTrait, const N: usize>(
     }
     sql.push_str(&format!(
         ", fan_out AS ({}) SELECT jinliu_expect_claims(count(*), ${}) AS claimed FROM claimed",
-        crate::webhooks::pg_fan_out(events + 2),
-        N + 2
+        crate::webhooks::pg_fan_out(2),
+        parts.len() + 2
     ));
     let values = std::iter::once(Value::String(Some(claims)))
         .chain(parts.into_iter().map(|p| Value::String(Some(p.rows))))

@@ -3,7 +3,8 @@
 //! Every unit of work is queued here. A writer task takes whatever is queued (up to
 //! `max_batch`), opens one transaction, runs each unit in its own savepoint, writes the outbox
 //! and audit rows of the whole batch in one multi-row INSERT each, commits once and then answers
-//! every caller. Under load this turns N fsyncs into one, which is what lets a durable
+//! every caller. (On PostgreSQL a batch made only of [`Staged`] units is a single statement with
+//! no transaction around it, which commits by itself: see [`WriterLoop::optimistic`].) Under load this turns N fsyncs into one, which is what lets a durable
 //! (`synchronous=FULL`) SQLite take thousands of payments a second; with a single request in the
 //! queue it is an ordinary transaction with no added wait (there is no timer).
 //!
@@ -373,7 +374,7 @@ pub struct WriterStats {
     /// missed) and which were run again with a savepoint per unit.
     pub reruns: u64,
     /// Commits that were the batch's one statement alone, with no transaction around it
-    /// (PostgreSQL, batches of new payment attempts: see [`Staged`]); included in `commits`.
+    /// (PostgreSQL, batches of new payment attempts: see `Staged`); included in `commits`.
     pub single_statement: u64,
 }
 
@@ -617,7 +618,7 @@ impl WriterLoop {
     /// When the tail is one statement and no unit needs a transaction (all are [`Staged`], with
     /// no idempotency record), nothing is sent here and no transaction is opened: `Some((None,
     /// deferred))`, and the tail is the batch's only statement. The `BEGIN` and `COMMIT` round
-    /// trips were a third of the writer's serial chain per batch at 16 connections on two CPUs
+    /// trips were a quarter to a third of the writer's serial chain per batch at 16 connections on two CPUs
     /// (docs/performance.md, run S).
     async fn optimistic(&self, batch: &mut [Box<dyn Job>]) -> Option<(Option<DatabaseTransaction>, Deferred)> {
         let bare = self.one_statement_tail && batch.iter().all(|job| !job.needs_transaction());
@@ -753,6 +754,13 @@ impl WriterLoop {
                 (Ok(()), None) => {
                     self.single_statement.fetch_add(1, Ordering::Relaxed);
                     break (events, Ok(()));
+                }
+                // The batch's one statement may have committed before its answer was lost: it
+                // must not run again (its rows would be written twice, or refused as duplicates
+                // while the callers are told nothing of the first). Answered as a failed commit.
+                (Err(e), None) if e.outcome_unknown() => {
+                    tracing::error!(error = %e, units = batch.len(), "a batch's one statement failed with its outcome unknown");
+                    break (events, Err(e));
                 }
                 // A deferred write failed (a claim missed, a provider reference is taken), as a
                 // failed flush in the optimistic pass: the batch runs again, a savepoint per unit.

@@ -270,8 +270,17 @@ async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_
     store: Store,
     url: String,
 ) {
+    use jinliu_domain::EventType;
     let s = scope();
     let now = Utc::now();
+    // Subscribed to two types, so the statement's fan-out splits a list.
+    let ep = webhook_endpoint(
+        &store,
+        &s,
+        Some(vec![EventType::OrderCreated, EventType::PaymentCreated]),
+        now,
+    )
+    .await;
     let mut orders = Vec::new();
     for major in 1..=9 {
         orders.push(
@@ -281,6 +290,7 @@ async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_
                 .unwrap_or_else(|e| panic!("{e}")),
         );
     }
+    assert_eq!(message_count(&store, &s, &ep.id).await, 9, "order.created");
     let before = store.writer_stats();
     let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
     // Submitted together, so that batches hold several attempts.
@@ -315,15 +325,65 @@ async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_
         (after.payments, after.events, after.sync_jobs),
         (counts.payments + 8, counts.events + 8, counts.sync_jobs + 8)
     );
-    for order in &orders[..8] {
-        let now_order = store
-            .order(&s, &order.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("order"));
-        assert_eq!(now_order.version, order.version + 1, "claimed once");
+    assert_eq!(message_count(&store, &s, &ep.id).await, 9 + 8, "and payment.created");
+    let claimed_once = |orders: Vec<Order>| {
+        let (store, s) = (store.clone(), s.clone());
+        async move {
+            for order in orders {
+                let now_order = store
+                    .order(&s, &order.id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or_else(|| panic!("order"));
+                assert_eq!(now_order.version, order.version + 1, "claimed once");
+            }
+        }
+    };
+    claimed_once(orders[..8].to_vec()).await;
+    // A stale order among fresh ones, submitted together: the claim that misses fails the whole
+    // statement (or flush), the batch runs again unit by unit, the fresh attempts commit once and
+    // the stale one is refused on the order as it now is.
+    let (stale, _) = paid_order(&store, 40).await;
+    let mut fresh = Vec::new();
+    for major in 41..=44 {
+        fresh.push(
+            store
+                .create_order(new_order(&s, twd(major)), now, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
     }
+    let (counts, messages, reruns) = (
+        store.table_counts().await.unwrap_or_else(|e| panic!("{e}")),
+        message_count(&store, &s, &ep.id).await,
+        store.writer_stats().reruns,
+    );
+    let mixed = futures::future::join_all(std::iter::once(&stale).chain(&fresh).map(|order| {
+        let (store, s) = (store.clone(), s.clone());
+        async move {
+            store
+                .create_payment(&s, order, attempt(order, order.amount, now), None)
+                .await
+        }
+    }))
+    .await;
+    assert!(matches!(mixed[0], Err(StoreError::Attempt(_))), "{:?}", mixed[0]);
+    for r in &mixed[1..] {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let after = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (after.payments, after.events, after.sync_jobs),
+        (counts.payments + 4, counts.events + 4, counts.sync_jobs + 4)
+    );
+    assert_eq!(message_count(&store, &s, &ep.id).await, messages + 4);
+    assert!(
+        store.writer_stats().reruns > reruns,
+        "the stale claim sent a batch to its second run"
+    );
+    claimed_once(fresh).await;
     // An idempotency record is a statement of the unit's own, so its batch is a transaction.
+    let unkeyed = store.writer_stats();
     store
         .create_payment(
             &s,
@@ -334,8 +394,8 @@ async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let keyed = store.writer_stats();
-    assert_eq!(keyed.commits, attempts.commits + 1, "{keyed:?}");
-    assert_eq!(keyed.single_statement, attempts.single_statement, "{keyed:?}");
+    assert_eq!(keyed.commits, unkeyed.commits + 1, "{keyed:?}");
+    assert_eq!(keyed.single_statement, unkeyed.single_statement, "{keyed:?}");
 }
 
 async fn completing_an_attempt_pays_the_order_and_cancels_the_others_in_one_commit(store: Store, _url: String) {
@@ -1318,11 +1378,10 @@ async fn hundreds_of_units_in_shared_commits_keep_their_events_and_audit_rows_an
     assert_eq!((r.checked, r.unsealed, r.problem), (committed, 0, None));
 }
 
-/// How many messages an endpoint has.
 /// How many messages endpoint `ep` has, after checking that each is as new as a message is made
 /// (by the writer, in SQL on PostgreSQL, or by the relay, in Rust): an id of the generated
-/// shape (a UUIDv7 body) whose time is the message's own to the second, due at once, no attempt,
-/// and its event's type and body.
+/// shape (a UUIDv7 body) made within the last minute (the test's and the database's clocks
+/// agree that far), due at once, no attempt, and its event's type and body.
 async fn message_count(store: &Store, s: &Scope, ep: &jinliu_domain::EndpointId) -> u64 {
     let page = store
         .webhook_messages(
