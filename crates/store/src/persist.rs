@@ -194,7 +194,8 @@ async fn write_together<C: ConnectionTrait, const N: usize>(
          AND o.\"id\" = ANY (ARRAY(SELECT x->>'id' FROM json_array_elements($1::json) AS x)) \
          RETURNING o.\"id\")",
     );
-    // `$2` is the events, which the fan-out reads too; the other tables follow.
+    // `$2` is the events, whose inserted rows the fan-out reads (`RETURNING *`, so their JSON is
+    // parsed once); the other tables follow.
     let parts: Vec<JsonRows> = std::iter::once(events).chain(parts).collect();
     for (i, p) in parts.iter().enumerate() {
         let columns = p
@@ -203,16 +204,21 @@ async fn write_together<C: ConnectionTrait, const N: usize>(
             .map(|c| format!("\"{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
+        let (name, returning) = if i == 0 {
+            ("new_events".to_owned(), " RETURNING *")
+        } else {
+            (format!("t{i}"), "")
+        };
         sql.push_str(&format!(
-            ", t{i} AS (INSERT INTO \"{t}\" ({columns}) SELECT {columns} \
-             FROM json_populate_recordset(NULL::\"{t}\", ${n}::json))",
+            ", {name} AS (INSERT INTO \"{t}\" ({columns}) SELECT {columns} \
+             FROM json_populate_recordset(NULL::\"{t}\", ${n}::json){returning})",
             t = p.table,
             n = i + 2
         ));
     }
     sql.push_str(&format!(
         ", fan_out AS ({}) SELECT jinliu_expect_claims(count(*), ${}) AS claimed FROM claimed",
-        crate::webhooks::pg_fan_out(2),
+        crate::webhooks::pg_fan_out("new_events"),
         parts.len() + 2
     ));
     let values = std::iter::once(Value::String(Some(claims)))

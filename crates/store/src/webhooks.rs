@@ -243,20 +243,20 @@ fn matches(ep: &webhook_endpoints::Model, event: &events::Model) -> bool {
             .is_none_or(|list| list.split(',').any(|t| t == event.event_type))
 }
 
-/// PostgreSQL only: an `INSERT` of the messages [`messages_for`] would make for the events in the
-/// JSON parameter `$events_param` (rows of `events`, each made at its event's time), for the
+/// PostgreSQL only: an `INSERT` of the messages [`messages_for`] would make for the `events` rows
+/// that the statement's `WITH` query `relation` returns (each made at its event's time), for the
 /// writer's one-statement tail (`persist::write_together`), which then needs no read of the
 /// endpoints first. The join is [`matches`] written in SQL, and [`new_message`]'s row; message
 /// ids come from `jinliu_new_id` (migration m0014), the same shape as [`MessageId::generate`].
 /// A conformance test checks that both make the same messages.
-pub(crate) fn pg_fan_out(events_param: usize) -> String {
+pub(crate) fn pg_fan_out(relation: &str) -> String {
     format!(
         "INSERT INTO \"webhook_messages\" (\"id\", \"endpoint_id\", \"merchant_id\", \"livemode\", \"event_id\", \
          \"event_type\", \"payload\", \"status\", \"attempts\", \"series_attempts\", \"next_attempt_at\", \
          \"lease_owner\", \"lease_until\", \"created_at\", \"updated_at\") \
          SELECT jinliu_new_id('{prefix}'), ep.\"id\", ep.\"merchant_id\", ep.\"livemode\", e.\"id\", e.\"event_type\", \
          e.\"payload\", '{pending}', 0, 0, e.\"created_at\", NULL, 0, e.\"created_at\", e.\"created_at\" \
-         FROM json_populate_recordset(NULL::\"events\", ${events_param}::json) AS e \
+         FROM {relation} AS e \
          JOIN \"webhook_endpoints\" AS ep ON ep.\"merchant_id\" = e.\"merchant_id\" \
          AND ep.\"livemode\" = e.\"livemode\" AND ep.\"status\" = '{enabled}' \
          AND ep.\"created_at\" <= e.\"created_at\" \

@@ -281,15 +281,7 @@ async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_
         now,
     )
     .await;
-    let mut orders = Vec::new();
-    for major in 1..=9 {
-        orders.push(
-            store
-                .create_order(new_order(&s, twd(major)), now, None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-    }
+    let orders = pending_orders(&store, 9, now).await;
     assert_eq!(message_count(&store, &s, &ep.id).await, 9, "order.created");
     let before = store.writer_stats();
     let counts = store.table_counts().await.unwrap_or_else(|e| panic!("{e}"));
@@ -344,15 +336,7 @@ async fn new_attempts_commit_as_their_batchs_one_statement_on_postgresql_unless_
     // statement (or flush), the batch runs again unit by unit, the fresh attempts commit once and
     // the stale one is refused on the order as it now is.
     let (stale, _) = paid_order(&store, 40).await;
-    let mut fresh = Vec::new();
-    for major in 41..=44 {
-        fresh.push(
-            store
-                .create_order(new_order(&s, twd(major)), now, None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-    }
+    let fresh = pending_orders(&store, 4, now).await;
     let (counts, messages, reruns) = (
         store.table_counts().await.unwrap_or_else(|e| panic!("{e}")),
         message_count(&store, &s, &ep.id).await,
