@@ -248,7 +248,8 @@ fn matches(ep: &webhook_endpoints::Model, event: &events::Model) -> bool {
 /// writer's one-statement tail (`persist::write_together`), which then needs no read of the
 /// endpoints first. The join is [`matches`] written in SQL, and [`new_message`]'s row; message
 /// ids come from `jinliu_new_id` (migration m0014), the same shape as [`MessageId::generate`].
-/// A conformance test checks that both make the same messages.
+/// The conformance suite expects the same messages from both: its webhook cases run on
+/// PostgreSQL (this SQL) and on SQLite and MariaDB (`messages_for`).
 pub(crate) fn pg_fan_out(relation: &str) -> String {
     format!(
         "INSERT INTO \"webhook_messages\" (\"id\", \"endpoint_id\", \"merchant_id\", \"livemode\", \"event_id\", \
