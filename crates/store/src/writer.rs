@@ -4,9 +4,10 @@
 //! `max_batch`), opens one transaction, runs each unit in its own savepoint, writes the outbox
 //! and audit rows of the whole batch in one multi-row INSERT each, commits once and then answers
 //! every caller. (On PostgreSQL a batch made only of [`Staged`] units is a single statement with
-//! no transaction around it, which commits by itself: see [`WriterLoop::optimistic`].) Under load this turns N fsyncs into one, which is what lets a durable
-//! (`synchronous=FULL`) SQLite take thousands of payments a second; with a single request in the
-//! queue it is an ordinary transaction with no added wait (there is no timer).
+//! no transaction around it, which commits by itself: see [`WriterLoop::optimistic`].) Under
+//! load this turns N fsyncs into one, which is what lets a durable (`synchronous=FULL`) SQLite
+//! take thousands of payments a second; with a single request in the queue it is an ordinary
+//! transaction with no added wait (there is no timer).
 //!
 //! Callers are answered only after the commit, so nobody ever sees a success that a crash could
 //! take back. A unit that fails does not affect the others: their batch runs again, each unit in
